@@ -1,0 +1,101 @@
+"""Group dataset: the balanced, identity-grouped study set and its background variants."""
+
+
+import pandas as pd
+from dagster import AssetExecutionContext, Config, DataVersion, MetadataValue, Output, asset
+from pydantic import Field
+
+from beauty_pipeline.assets.common import CODE_VERSION, counts_by, image_strip_md
+from beauty_pipeline.data.split import SplitSettings, build_study_set, study_label_csv
+from beauty_pipeline.data.variants import VariantSettings, build_variant, variant_version
+from beauty_pipeline.partitions import background_partitions
+from beauty_pipeline.resources import StudyStorage
+from beauty_pipeline.settings import active_profile
+from beauty_pipeline.storage import atomic_write_bytes, frame_digest
+from beauty_pipeline.vision.segmentation import SegmenterSettings, make_segmenter
+
+DATASET_COLUMNS = ["sample_id", "image_key", "split", "looks", "person"]
+
+
+class DatasetConfig(Config):
+    """How the study set is split and balanced."""
+
+    test_fraction: float = 0.2
+    seed: int = 0
+    flip_upsample: bool = Field(default=True, description="Mirror celebrity train images only")
+    balance: bool = True
+    dedup_threshold: int = Field(default=6, description="pHash bits for cross-set duplicates")
+
+
+def duplicate_groups(faces: pd.DataFrame, threshold: int) -> pd.Series | None:
+    """Near-duplicate groups across the whole set (from the face stage's pHash), if known."""
+    if "phash" not in faces or faces["phash"].isna().all() or (faces["phash"] == "").all():
+        return None
+    from beauty_pipeline.vision.dedup import near_duplicate_groups
+
+    hashes = faces["phash"].fillna("").astype(str).tolist()
+    return pd.Series(near_duplicate_groups(hashes, threshold), index=faces.index)
+
+
+@asset(group_name="dataset", code_version=CODE_VERSION)
+def face_dataset(context: AssetExecutionContext, config: DatasetConfig,
+                 celebrity_faces: dict[str, pd.DataFrame], fairface_faces: pd.DataFrame,
+                 ranking: pd.DataFrame, storage: StudyStorage) -> Output[pd.DataFrame]:
+    """Balanced train/test set: no person and no near-duplicate on both sides of the split."""
+    current = set(ranking["person"])
+    missing = sorted(current - set(celebrity_faces))
+    celebrity = [f for person, f in celebrity_faces.items() if person in current]
+    faces = pd.concat([*celebrity, fairface_faces], ignore_index=True)
+    faces = faces[faces["drop_reason"] == ""].reset_index(drop=True)
+    settings = SplitSettings(config.test_fraction, config.seed, config.flip_upsample,
+                             config.balance)
+    study = build_study_set(faces, storage.images, settings,
+                            duplicate_groups(faces, config.dedup_threshold))
+    labels_path = storage.folder("outputs", "face_dataset") / "labels.csv"
+    atomic_write_bytes(labels_path, study_label_csv(study).to_csv(index=False).encode())
+    version = frame_digest(study, DATASET_COLUMNS)
+    sample = study.groupby("looks").head(6)
+    return Output(study, data_version=DataVersion(version), metadata={
+        "dataset_version": version, "rows": len(study),
+        "by_split_and_class": counts_by(study, "split", "looks"),
+        "persons_train": int(study.loc[study["split"] == "train", "person"].nunique()),
+        "persons_test": int(study.loc[study["split"] == "test", "person"].nunique()),
+        "flipped_train_images": int(study["flipped"].sum()),
+        "persons_missing_faces": MetadataValue.json(missing),
+        "study_label_csv": MetadataValue.path(str(labels_path)),
+        "sample": image_strip_md([storage.images.load(k) for k in sample["image_key"]],
+                                 "ordinary then celebrity")})
+
+
+class VariantConfig(Config):
+    """Segmentation backend and mask QA for the white / random backgrounds."""
+
+    segmenter: str = Field(default_factory=lambda: active_profile().segmenter,
+                           description="auto | known | rembg | grabcut")
+    rembg_model: str = Field(default="u2net_human_seg", description="rembg model name")
+    rembg_model_path: str = Field(default="", description="Local ONNX loaded as a custom model")
+    seed: int = 0
+    mask_min: float = 0.05
+    mask_max: float = 0.95
+
+
+@asset(group_name="dataset", partitions_def=background_partitions, code_version=CODE_VERSION)
+def face_dataset_variant(context: AssetExecutionContext, config: VariantConfig,
+                         face_dataset: pd.DataFrame, storage: StudyStorage) -> Output[pd.DataFrame]:
+    """The study set on its original, white (rembg) or random (swapped plate) background."""
+    background = context.partition_key
+    segmenter = make_segmenter(SegmenterSettings(config.segmenter, config.rembg_model,
+                                                 config.rembg_model_path))
+    result = build_variant(face_dataset, background, storage.images, segmenter,
+                           VariantSettings(config.seed, config.mask_min, config.mask_max))
+    manifest = result.manifest
+    version = variant_version(manifest)
+    sample = manifest.groupby("looks").head(6)
+    return Output(manifest, data_version=DataVersion(version), metadata={
+        "dataset_version": version, "background": background, "segmenter": result.segmenter,
+        "rows": len(manifest), "by_split_and_class": counts_by(manifest, "split", "looks"),
+        "mask_qa_dropped": len(result.dropped),
+        "mask_qa_reasons": MetadataValue.json(result.dropped["reason"].value_counts().to_dict()),
+        "mean_mask_fraction": float(manifest["mask_fraction"].mean()),
+        "sample": image_strip_md([storage.images.load(k) for k in sample["variant_image_key"]],
+                                 f"{background}: ordinary then celebrity")})

@@ -1,0 +1,114 @@
+"""Group faces: detection, 300x300 crops, head pose, frontal filter and de-duplication."""
+
+
+import pandas as pd
+from dagster import AssetExecutionContext, Config, DataVersion, Output, asset
+from pydantic import Field
+
+from beauty_pipeline.assets.common import CODE_VERSION, counts_by, image_strip_md, table_md
+from beauty_pipeline.data.schema import FACE_COLUMNS, conform
+from beauty_pipeline.partitions import person_partitions
+from beauty_pipeline.resources import StudyStorage
+from beauty_pipeline.settings import active_profile
+from beauty_pipeline.storage import frame_digest
+
+
+class FaceStageConfig(Config):
+    """Face preprocessing settings, applied alike to both classes by default."""
+
+    detector: str = Field(default_factory=lambda: active_profile().face_detector,
+                          description="yunet, or known when the source supplies face boxes")
+    detector_model_path: str = Field(default="", description="Local YuNet ONNX (else downloaded)")
+    margin: float = 0.25
+    crop_size: int = 300
+    min_face_px: int = 80
+    max_yaw: float = 20.0
+    max_pitch: float = 20.0
+    dedup_threshold: int = 6
+    pose_backend: str = "pnp"
+    hopenet_weights: str = ""
+    workers: int = 0
+
+    def face_config(self, preprocessing: str = "uniform"):
+        from beauty_pipeline.vision.faces import FaceConfig
+
+        return FaceConfig(margin=self.margin, crop_size=self.crop_size,
+                          min_face_px=self.min_face_px, max_yaw=self.max_yaw,
+                          max_pitch=self.max_pitch, dedup_threshold=self.dedup_threshold,
+                          preprocessing=preprocessing, pose_backend=self.pose_backend,
+                          hopenet_weights=self.hopenet_weights or None,
+                          detector_model_path=self.detector_model_path or None,
+                          workers=self.workers)
+
+
+def merge_face_report(kept: pd.DataFrame, report: pd.DataFrame) -> pd.DataFrame:
+    """One row per input photo: kept faces with drop_reason '' plus every dropped photo."""
+    dropped = report[report["drop_reason"] != ""].rename(columns={"image_key": "crop_key"})
+    dropped = dropped.assign(image_key=dropped["source_key"], looks=int(kept["looks"].iloc[0])
+                             if len(kept) else -1)
+    dropped = conform(dropped.drop(columns=["crop_key"]))
+    kept = conform(kept).assign(drop_reason="")
+    return pd.concat([kept, dropped], ignore_index=True)
+
+
+def known_faces(photos: pd.DataFrame) -> pd.DataFrame:
+    """Sources that render faces (the demo) already know the box and masks: keep every photo."""
+    ok = photos[photos["outcome"] != "failed"]
+    return conform(ok[[c for c in ok.columns if c in FACE_COLUMNS]]).assign(drop_reason="")
+
+
+@asset(group_name="faces", partitions_def=person_partitions, code_version=CODE_VERSION)
+def celebrity_faces(context: AssetExecutionContext, config: FaceStageConfig,
+                    celebrity_photos: pd.DataFrame, storage: StudyStorage) -> Output[pd.DataFrame]:
+    """One person's kept 300x300 face crops, and for every other photo the reason it was dropped."""
+    person = context.partition_key
+    if config.detector == "known":
+        faces = known_faces(celebrity_photos)
+    else:
+        from beauty_pipeline.vision.faces import process_photos
+
+        ok = celebrity_photos[celebrity_photos["outcome"] != "failed"]
+        kept, report = process_photos(ok[["image_key"]].assign(row_id=ok["sha256"]),
+                                      storage.images, config.face_config(), person=person,
+                                      looks=1, source=photos_source(ok))
+        faces = merge_face_report(kept, report)
+    return face_output(faces, storage)
+
+
+def photos_source(photos: pd.DataFrame) -> str:
+    """'bing', 'local' or 'demo' from the provenance URLs."""
+    urls = photos["url"].astype(str)
+    if urls.str.startswith("http").any():
+        return "bing"
+    return "demo" if urls.str.startswith("synthetic:").any() else "local"
+
+
+def face_output(faces: pd.DataFrame, storage: StudyStorage) -> Output[pd.DataFrame]:
+    """The face manifest with its counts, drop reasons and a thumbnail strip of kept crops."""
+    kept = faces[faces["drop_reason"] == ""]
+    metadata = {"kept": len(kept), "dropped": counts_by(faces[faces["drop_reason"] != ""],
+                                                        "drop_reason"),
+                "preview": table_md(faces[["image_key", "drop_reason", "face_region_source"]])}
+    if len(kept):
+        metadata["kept_crops"] = image_strip_md(
+            [storage.images.load(k) for k in kept["image_key"].head(8)], "kept crops")
+    return Output(faces, data_version=DataVersion(frame_digest(kept, ["image_key"]) if len(kept) else "empty"),
+                  metadata=metadata)
+
+
+def ordinary_faces_from_fairface(config, storage: StudyStorage) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """FairFace images through the same face stage (or as-is, 'study' mode) with their labels."""
+    from beauty_pipeline.fairface import read_fairface
+    from beauty_pipeline.vision.faces import process_photos
+
+    if not config.fairface_dir:
+        raise ValueError("fairface_faces with source 'fairface' needs fairface_dir "
+                         "(or BEAUTY_PIPELINE_FAIRFACE_DIR)")
+    labels, skipped = read_fairface(config.fairface_dir, config.limit or None)
+    keys = [storage.images.put_bytes(open(path, "rb").read(), "jpg") for path in labels["path"]]
+    frame = labels.assign(image_key=keys, row_id=labels["file"],
+                          person="fairface:" + labels["file"], looks=0, source="fairface")
+    stage = FaceStageConfig()
+    kept, report = process_photos(frame, storage.images,
+                                  stage.face_config(config.preprocessing))
+    return merge_face_report(kept, report), skipped

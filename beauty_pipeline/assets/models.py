@@ -1,0 +1,178 @@
+"""Group models: the FairFace backbone and one classifier per model x background."""
+
+
+import hashlib
+import json
+import os
+import shutil
+
+import pandas as pd
+from dagster import (
+    AssetExecutionContext,
+    AssetIn,
+    Config,
+    MetadataValue,
+    MultiToSingleDimensionPartitionMapping,
+    Output,
+    asset,
+)
+from pydantic import Field
+
+from beauty_pipeline.assets.common import CODE_VERSION, table_md
+from beauty_pipeline.data.variants import variant_version
+from beauty_pipeline.partitions import model_background_partitions
+from beauty_pipeline.resources import MlflowTracking, StudyStorage
+from beauty_pipeline.settings import FAIRFACE_CHECKPOINT_ENV, TrainSettings, active_profile
+from beauty_pipeline.training.backbone import (
+    AttributeObjective,
+    attribute_targets,
+    load_official_backbone,
+)
+from beauty_pipeline.training.checkpoints import EpochCheckpoints, load_state, save_state
+from beauty_pipeline.training.data import split_arrays
+from beauty_pipeline.training.loop import EpochMetrics, train
+from beauty_pipeline.training.models import (
+    build_fairface_backbone,
+    build_model,
+    transfer_from_backbone,
+)
+
+TRAINING_POOL = "training"
+
+
+class TrainConfig(Config):
+    """Training settings; defaults are the study's (Adam, lr 1e-4, 10 epochs, batch 32, 224 px)."""
+
+    epochs: int = Field(default_factory=lambda: active_profile().epochs)
+    batch_size: int = Field(default_factory=lambda: active_profile().batch_size)
+    learning_rate: float = 1e-4
+    image_size: int = Field(default_factory=lambda: active_profile().image_size)
+    seed: int = 0
+    device: str = Field(default_factory=lambda: os.environ.get("BEAUTY_PIPELINE_DEVICE", "auto"),
+                        description="auto | cpu | cuda")
+    amp: bool = Field(default=True, description="Mixed precision on CUDA (ignored on the CPU)")
+
+    def settings(self) -> TrainSettings:
+        return TrainSettings(epochs=self.epochs, batch_size=self.batch_size,
+                             learning_rate=self.learning_rate, image_size=self.image_size,
+                             seed=self.seed, device=self.device, amp=self.amp)
+
+
+def fingerprint(**parts) -> str:
+    """Identity of a training run: same inputs and settings resume the same checkpoints."""
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def history_table(history: list[EpochMetrics]) -> MetadataValue:
+    frame = pd.DataFrame([m.as_dict() for m in history]).round(4)
+    return table_md(frame, max_rows=50)
+
+
+class BackboneConfig(TrainConfig):
+    """The official FairFace checkpoint when given; else pre-training on attribute labels."""
+
+    checkpoint_path: str = Field(default_factory=lambda: os.environ.get(FAIRFACE_CHECKPOINT_ENV, ""),
+                                 description="e.g. res34_fair_align_multi_7_20190809.pt")
+    epochs: int = Field(default_factory=lambda: active_profile().backbone_epochs)
+
+
+@asset(group_name="models", code_version=CODE_VERSION, pool=TRAINING_POOL)
+def fairface_backbone(context: AssetExecutionContext, config: BackboneConfig,
+                      face_dataset: pd.DataFrame, storage: StudyStorage) -> Output[dict]:
+    """ResNet-34 with FairFace's 18 outputs (7 race, 2 gender, 9 age) for transfer learning."""
+    target_dir = storage.folder("models", "fairface_backbone")
+    if config.checkpoint_path:
+        model = load_official_backbone(config.checkpoint_path)
+        origin, history = f"official checkpoint {os.path.basename(config.checkpoint_path)}", []
+    else:
+        ordinary = face_dataset[face_dataset["looks"] == 0]
+        arrays = split_arrays(ordinary, storage.images, config.image_size,
+                              storage.folder("cache"), key_column="image_key")
+        targets = {side: attribute_targets(ordinary[ordinary["split"] == side])
+                   for side in ("train", "test")}
+        model = build_fairface_backbone()
+        settings = config.settings()
+        run_id = fingerprint(kind="backbone", data=ordinary["image_key"].tolist(),
+                             settings=settings.__dict__)
+        history = train(model, arrays["train"].images, targets["train"], arrays["test"].images,
+                        targets["test"], settings,
+                        EpochCheckpoints(storage.folder("checkpoints", "fairface_backbone"), run_id),
+                        lambda m: context.log.info(f"backbone epoch {m.epoch}: {m.as_dict()}"),
+                        objective=AttributeObjective())
+        origin = "pre-trained here on the ordinary train images' age/gender/race labels"
+    weights = target_dir / "backbone.pt"
+    save_state(weights, model.state_dict())
+    shutil.rmtree(storage.path / "checkpoints" / "fairface_backbone", ignore_errors=True)
+    return Output({"weights": str(weights), "origin": origin,
+                   "history": [m.as_dict() for m in history]},
+                  metadata={"origin": origin, "weights": MetadataValue.path(str(weights)),
+                            "history": history_table(history)})
+
+
+@asset(group_name="models", partitions_def=model_background_partitions, code_version=CODE_VERSION,
+       pool=TRAINING_POOL,
+       ins={"face_dataset_variant": AssetIn(partition_mapping=MultiToSingleDimensionPartitionMapping(
+           partition_dimension_name="background"))})
+def classifier(context: AssetExecutionContext, config: TrainConfig,
+               face_dataset_variant: pd.DataFrame, fairface_backbone: dict,
+               storage: StudyStorage, mlflow_tracking: MlflowTracking) -> Output[dict]:
+    """A celebrity-vs-ordinary classifier; one MLflow run with per-epoch accuracy and loss."""
+    mlflow_tracking.ensure_reachable()
+    keys = context.partition_key.keys_by_dimension
+    model_name, background = keys["model"], keys["background"]
+    settings = config.settings()
+    dataset_version = variant_version(face_dataset_variant)
+    run_key = fingerprint(model=model_name, background=background, data=dataset_version,
+                          settings=settings.__dict__, backbone=fairface_backbone["weights"]
+                          if model_name == "fairface_resnet34" else "")
+    checkpoints = EpochCheckpoints(storage.folder("checkpoints", f"{model_name}__{background}"),
+                                   run_key)
+    resumed = checkpoints.latest()
+    if model_name == "fairface_resnet34":
+        model = transfer_from_backbone(load_state(fairface_backbone["weights"]))
+    else:
+        model = build_model(model_name)
+    arrays = split_arrays(face_dataset_variant, storage.images, settings.image_size,
+                          storage.folder("cache"))
+    tags = {"dagster_run_id": context.run.run_id, "partition_key": str(context.partition_key),
+            "dataset_version": dataset_version, "code_version": CODE_VERSION,
+            "model": model_name, "background": background, "kind": "classifier"}
+    with mlflow_tracking.run(f"{model_name}/{background}", tags,
+                             run_id=resumed.get("mlflow_run_id") if resumed else None) as run:
+        import mlflow
+
+        if resumed:
+            mlflow.set_tags({**tags, "resumed_from_epoch": str(resumed["epoch"])})
+            context.log.info(f"resuming {model_name}/{background} after epoch {resumed['epoch']}")
+        else:
+            mlflow.log_params({**settings.__dict__, "model": model_name, "background": background,
+                               "optimizer": "adam", "train_images": len(arrays["train"].labels),
+                               "test_images": len(arrays["test"].labels),
+                               "backbone": fairface_backbone["origin"]
+                               if model_name == "fairface_resnet34" else "none (from scratch)"})
+
+        def on_epoch(metrics: EpochMetrics) -> None:
+            values = metrics.as_dict()
+            epoch = int(values.pop("epoch"))
+            mlflow.log_metrics(values, step=epoch)
+            context.log.info(f"{model_name}/{background} epoch {epoch}: " +
+                             ", ".join(f"{k}={v:.4f}" for k, v in values.items()))
+
+        history = train(model, arrays["train"].images, arrays["train"].labels,
+                        arrays["test"].images, arrays["test"].labels, settings, checkpoints,
+                        on_epoch, extra_state={"mlflow_run_id": run.info.run_id})
+        weights = storage.folder("models", "classifier", f"{model_name}__{background}") / \
+            f"{run_key}.pt"
+        save_state(weights, model.cpu().state_dict())
+        mlflow.log_artifact(str(weights), artifact_path="weights")
+        run_id = run.info.run_id
+    shutil.rmtree(checkpoints.directory, ignore_errors=True)
+    final = history[-1]
+    return Output({"model": model_name, "background": background, "weights": str(weights),
+                   "mlflow_run_id": run_id, "dataset_version": dataset_version,
+                   "image_size": settings.image_size, "history": [m.as_dict() for m in history]},
+                  metadata={"train_accuracy": final.train_accuracy,
+                            "test_accuracy": final.test_accuracy,
+                            "mlflow_run_id": run_id, "epochs": history_table(history),
+                            "weights": MetadataValue.path(str(weights))})
+

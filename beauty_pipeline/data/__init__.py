@@ -1,0 +1,1 @@
+"""Data-set stages: manifests, the identity-grouped split, background variants."""

@@ -1,0 +1,128 @@
+"""The balanced study set: identity-grouped split, flip upsampling of celebrity train, balancing."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from beauty_pipeline.storage import ImageStore
+
+
+@dataclass(frozen=True)
+class SplitSettings:
+    """How the study set is drawn; the seed makes it reproducible."""
+
+    test_fraction: float = 0.2
+    seed: int = 0
+    flip_upsample: bool = True
+    balance: bool = True
+
+
+def leakage_groups(frame: pd.DataFrame, duplicate_group: pd.Series | None = None) -> np.ndarray:
+    """Connected components of 'same person' and 'near-duplicate': none may straddle the split."""
+    parent: dict[str, str] = {}
+
+    def find(node: str) -> str:
+        while parent.setdefault(node, node) != node:
+            parent[node] = parent[parent[node]]
+            node = parent[node]
+        return node
+
+    persons = frame["person"].astype(str).to_numpy()
+    for person in persons:
+        find(f"p:{person}")
+    if duplicate_group is not None:
+        for person, group in zip(persons, duplicate_group.to_numpy(), strict=True):
+            a, b = find(f"p:{person}"), find(f"d:{group}")
+            if a != b:
+                parent[b] = a
+    roots = [find(f"p:{person}") for person in persons]
+    _, codes = np.unique(np.array(roots), return_inverse=True)
+    return codes
+
+
+def grouped_split(frame: pd.DataFrame, groups: np.ndarray, settings: SplitSettings) -> pd.Series:
+    """Assign whole groups to test per class until about test_fraction of each class is test."""
+    rng = np.random.default_rng(settings.seed)
+    split = pd.Series("train", index=frame.index)
+    for looks in sorted(frame["looks"].unique()):
+        in_class = (frame["looks"] == looks).to_numpy()
+        class_groups = np.unique(groups[in_class])
+        rng.shuffle(class_groups)
+        target = settings.test_fraction * in_class.sum()
+        taken = 0
+        for group in class_groups:
+            if taken >= target:
+                break
+            members = groups == group
+            split[members] = "test"
+            taken += members[in_class].sum()
+    return split
+
+
+def flip_horizontal(frame: pd.DataFrame, store: ImageStore) -> pd.DataFrame:
+    """Mirrored copies (image, masks and face box) stored as derived images."""
+    rows = []
+    for row in frame.itertuples(index=False):
+        record = row._asdict()
+        image = store.load(row.image_key)
+        width = image.shape[1]
+        record["image_key"] = store.put_array(image[:, ::-1])
+        for column in ("face_mask_key", "person_mask_key"):
+            if record.get(column):
+                record[column] = store.put_array(store.load(record[column], "L")[:, ::-1])
+        if not np.isnan(record["face_x0"]):
+            record["face_x0"], record["face_x1"] = width - row.face_x1, width - row.face_x0
+        record["flipped"] = True
+        record["source_image_key"] = row.image_key
+        rows.append(record)
+    return pd.DataFrame(rows, columns=list(frame.columns) + ["flipped", "source_image_key"])
+
+
+def balance_split(part: pd.DataFrame, rng: np.random.Generator) -> pd.DataFrame:
+    """Downsample the larger class at random to the size of the smaller one."""
+    counts = part["looks"].value_counts()
+    if len(counts) < 2:
+        raise ValueError(f"split has a single class ({dict(counts)}); need both to balance")
+    smallest = counts.min()
+    keep = [grp.iloc[rng.permutation(len(grp))[:smallest]] for _, grp in part.groupby("looks")]
+    return pd.concat(keep)
+
+
+def build_study_set(faces: pd.DataFrame, store: ImageStore, settings: SplitSettings,
+                    duplicate_group: pd.Series | None = None) -> pd.DataFrame:
+    """Split by identity, flip-upsample celebrity train only, then balance each side."""
+    if faces.empty:
+        raise ValueError("no faces to build the study set from")
+    faces = faces.reset_index(drop=True)
+    groups = leakage_groups(faces, duplicate_group)
+    faces = faces.assign(leak_group=groups, split=grouped_split(faces, groups, settings),
+                         flipped=False, source_image_key=faces["image_key"])
+    rng = np.random.default_rng(settings.seed + 1)
+    parts = []
+    for side in ("train", "test"):
+        part = faces[faces["split"] == side]
+        if side == "train" and settings.flip_upsample:
+            celebrity = part[part["looks"] == 1]
+            deficit = int((part["looks"] == 0).sum() - len(celebrity))
+            if deficit > 0 and len(celebrity):
+                chosen = celebrity.iloc[rng.permutation(len(celebrity))[:deficit]]
+                mirrored = flip_horizontal(chosen.drop(columns=["flipped", "source_image_key"]),
+                                           store)
+                part = pd.concat([part, mirrored], ignore_index=True)
+        parts.append(balance_split(part, rng) if settings.balance else part)
+    study = pd.concat(parts, ignore_index=True)
+    study = study.sort_values(["split", "looks", "image_key"], kind="stable").reset_index(drop=True)
+    study.insert(0, "sample_id", np.arange(len(study)))
+    return study
+
+
+def study_label_csv(study: pd.DataFrame) -> pd.DataFrame:
+    """The study's own label format: file,age,gender,race,looks (looks 0 ordinary, 1 celebrity)."""
+    return pd.DataFrame({
+        "file": study["split"] + "/" + study["image_key"] + ".png",
+        "age": study["age"], "gender": study["gender"], "race": study["race"],
+        "looks": study["looks"].astype(int),
+    })

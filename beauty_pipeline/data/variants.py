@@ -1,0 +1,119 @@
+"""Background variants of the study set and their counterfactual test images."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from beauty_pipeline.data.backgrounds import (
+    background_plate,
+    composite,
+    mask_fraction,
+    mask_is_plausible,
+    on_white,
+)
+from beauty_pipeline.data.split import balance_split
+from beauty_pipeline.storage import ImageStore, frame_digest
+
+COUNTERFACTUALS = ("face_only", "background_only", "swapped")
+
+
+@dataclass(frozen=True)
+class VariantSettings:
+    """Mask QA bounds and the seed that draws random plates."""
+
+    seed: int = 0
+    mask_min: float = 0.05
+    mask_max: float = 0.95
+
+
+@dataclass
+class VariantResult:
+    """The variant manifest plus the rows mask QA dropped (and why)."""
+
+    manifest: pd.DataFrame
+    dropped: pd.DataFrame
+    segmenter: str
+
+
+def person_masks(study: pd.DataFrame, store: ImageStore, segmenter) -> tuple[list, list[str]]:
+    """A foreground mask per row: the exact one when the source has it, else the segmenter's."""
+    masks, backends = [], []
+    for row in study.itertuples(index=False):
+        if getattr(row, "person_mask_key", ""):
+            masks.append(store.load(row.person_mask_key, "L"))
+            backends.append("known")
+            continue
+        box = np.array([row.face_x0, row.face_y0, row.face_x1, row.face_y1], dtype=float)
+        masks.append(segmenter.mask(store.load(row.image_key), face_box=box))
+        backends.append(f"{segmenter.name}:{segmenter.detail}")
+    return masks, backends
+
+
+def build_variant(study: pd.DataFrame, background: str, store: ImageStore, segmenter,
+                  settings: VariantSettings) -> VariantResult:
+    """Make one background variant; mask QA drops implausible masks before rebalancing."""
+    if background not in ("original", "white", "random"):
+        raise ValueError(f"unknown background variant {background!r}")
+    study = study.reset_index(drop=True)
+    masks, backends = person_masks(study, store, segmenter)
+    verdicts = [mask_is_plausible(m, settings.mask_min, settings.mask_max) for m in masks]
+    ok = np.array([v[0] for v in verdicts])
+    dropped = study.loc[~ok, ["sample_id", "split", "looks", "image_key"]].assign(
+        reason=[v[1] for v in verdicts if not v[0]])
+    images = {i: store.load(study.at[i, "image_key"]) for i in np.flatnonzero(ok)}
+    rng = np.random.default_rng(settings.seed)
+    plates = {i: background_plate(images[i], masks[i]) for i in images} if background == "random" \
+        else {}
+    rows = []
+    for i, image in images.items():
+        record = study.iloc[i].to_dict()
+        mask = masks[i]
+        if background == "white":
+            image = on_white(image, mask)
+        elif background == "random":
+            pool = [j for j in plates if study.at[j, "split"] == record["split"] and j != i]
+            plate_index = pool[int(rng.integers(len(pool)))]
+            record["plate_sample_id"] = int(study.at[plate_index, "sample_id"])
+            image = composite(image, mask, plates[plate_index])
+        record.update(variant_image_key=store.put_array(image), mask_key=store.put_array(mask),
+                      mask_backend=backends[i], mask_fraction=mask_fraction(mask))
+        rows.append(record)
+    manifest = pd.DataFrame(rows)
+    parts = [balance_split(manifest[manifest["split"] == side], rng) for side in ("train", "test")]
+    manifest = pd.concat(parts).sort_values("sample_id").reset_index(drop=True)
+    manifest = add_counterfactuals(manifest, store, rng)
+    return VariantResult(manifest, dropped.reset_index(drop=True), segmenter_label(backends))
+
+
+def segmenter_label(backends: list[str]) -> str:
+    """Summarise which backends made the masks, e.g. 'known' or 'known+grabcut:opencv-grabcut'."""
+    return "+".join(sorted(set(backends))) or "none"
+
+
+def add_counterfactuals(manifest: pd.DataFrame, store: ImageStore,
+                        rng: np.random.Generator) -> pd.DataFrame:
+    """Face-only, background-only and background-swapped versions of every test image."""
+    manifest = manifest.copy()
+    for name in COUNTERFACTUALS:
+        manifest[f"cf_{name}_key"] = ""
+    test = manifest.index[manifest["split"] == "test"]
+    images = {i: store.load(manifest.at[i, "variant_image_key"]) for i in test}
+    masks = {i: store.load(manifest.at[i, "mask_key"], "L") for i in test}
+    plates = {i: background_plate(images[i], masks[i]) for i in test}
+    by_class = {c: [i for i in test if manifest.at[i, "looks"] == c] for c in (0, 1)}
+    for i in test:
+        others = by_class[1 - int(manifest.at[i, "looks"])]
+        donor = others[int(rng.integers(len(others)))]
+        manifest.at[i, "cf_face_only_key"] = store.put_array(on_white(images[i], masks[i]))
+        manifest.at[i, "cf_background_only_key"] = store.put_array(plates[i])
+        manifest.at[i, "cf_swapped_key"] = store.put_array(
+            composite(images[i], masks[i], plates[donor]))
+    return manifest
+
+
+def variant_version(manifest: pd.DataFrame) -> str:
+    """The data-set version of a variant: which images, in which split, with which label."""
+    return frame_digest(manifest, ["sample_id", "variant_image_key", "split", "looks"])

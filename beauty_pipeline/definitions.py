@@ -1,0 +1,26 @@
+"""The code location: every asset, check, resource, sensor and schedule of the study."""
+
+from dagster import Definitions, load_assets_from_modules
+
+from beauty_pipeline.assets import dataset, faces, ingest, models
+from beauty_pipeline.resources import (
+    DemoDataResource,
+    ManifestIOManager,
+    MlflowTracking,
+    PhotoSourceResource,
+    StudyStorage,
+)
+
+ASSET_MODULES = [ingest, faces, dataset, models]
+
+
+def build_resources() -> dict:
+    """Resources with defaults from the environment (BEAUTY_PIPELINE_HOME and friends)."""
+    return {"io_manager": ManifestIOManager(), "storage": StudyStorage(),
+            "photo_source": PhotoSourceResource(), "demo_data": DemoDataResource(),
+            "mlflow_tracking": MlflowTracking()}
+
+
+all_assets = load_assets_from_modules(ASSET_MODULES)
+
+defs = Definitions(assets=all_assets, resources=build_resources())

@@ -1,0 +1,1 @@
+"""Synthetic planted-shortcut face data: known answers that test the audit itself."""

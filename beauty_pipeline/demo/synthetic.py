@@ -1,0 +1,192 @@
+"""Procedural faces with exact masks, a planted background shortcut and a weaker facial signal."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from beauty_pipeline.data.schema import FAIRFACE_AGES, FAIRFACE_GENDERS, FAIRFACE_RACES
+
+SKIN_BY_RACE = {
+    "White": (232, 196, 170), "Black": (120, 78, 56), "Latino_Hispanic": (200, 150, 112),
+    "East Asian": (236, 200, 160), "Southeast Asian": (198, 146, 104), "Indian": (164, 112, 80),
+    "Middle Eastern": (210, 160, 124),
+}
+HAIR = [(30, 22, 16), (90, 60, 30), (200, 170, 110), (140, 40, 20), (60, 60, 60), (15, 15, 15)]
+SUPERSAMPLE = 4
+
+
+@dataclass(frozen=True)
+class DemoSpec:
+    """Size and difficulty of the synthetic study; defaults fit a 2-core laptop demo."""
+
+    image_size: int = 64
+    persons: int = 16
+    photos_per_person: int = 12
+    ordinary: int = 200
+    seed: int = 0
+    shortcut: float = 0.95  # chance a photo's background style follows its class
+
+
+@dataclass(frozen=True)
+class Identity:
+    """What stays fixed across one synthetic person's photos."""
+
+    gender: str
+    race: str
+    age: str
+    hair: tuple[int, int, int]
+    shirt: tuple[int, int, int]
+    face_width: float
+    long_hair: bool
+
+
+@dataclass
+class DemoFace:
+    """One rendered photo with its exact face and person masks."""
+
+    image: np.ndarray
+    face_mask: np.ndarray
+    person_mask: np.ndarray
+    face_box: tuple[float, float, float, float]
+    studio: bool
+
+
+def person_name(index: int) -> str:
+    return f"Demo Person {index + 1:02d}"
+
+
+def person_seed(spec: DemoSpec, name: str) -> int:
+    """A per-person seed that does not depend on the order persons are fetched in."""
+    return (spec.seed * 1_000_003 + sum((i + 1) * ord(c) for i, c in enumerate(name))) % 2**31
+
+
+def random_identity(rng: np.random.Generator) -> Identity:
+    gender = str(rng.choice(FAIRFACE_GENDERS))
+    return Identity(
+        gender=gender,
+        race=str(rng.choice(FAIRFACE_RACES)),
+        age=str(rng.choice(FAIRFACE_AGES[3:7])),
+        hair=HAIR[int(rng.integers(len(HAIR)))],
+        shirt=tuple(int(v) for v in rng.integers(30, 225, 3)),
+        face_width=float(rng.uniform(0.17, 0.22)),
+        long_hair=bool(rng.random() < (0.75 if gender == "Female" else 0.15)),
+    )
+
+
+def studio_background(rng: np.random.Generator, size: int) -> np.ndarray:
+    """A plain, evenly lit backdrop: the 'professional photo' style."""
+    top = rng.integers(150, 250, 3).astype(np.float32)
+    bottom = np.clip(top - rng.integers(20, 70, 3), 0, 255).astype(np.float32)
+    ramp = np.linspace(0.0, 1.0, size, dtype=np.float32)[:, None, None]
+    image = top * (1 - ramp) + bottom * ramp
+    image = np.broadcast_to(image, (size, size, 3)).copy()
+    image += rng.normal(0, 3, image.shape)
+    return np.clip(image, 0, 255).astype(np.uint8)
+
+
+def cluttered_background(rng: np.random.Generator, size: int) -> np.ndarray:
+    """A busy snapshot backdrop: many random coloured shapes."""
+    image = np.empty((size, size, 3), np.uint8)
+    image[:] = rng.integers(40, 200, 3)
+    for _ in range(int(rng.integers(10, 18))):
+        colour = tuple(int(v) for v in rng.integers(0, 256, 3))
+        x0, y0 = (int(v) for v in rng.integers(0, size, 2))
+        if rng.random() < 0.5:
+            w, h = (int(v) for v in rng.integers(size // 10, size // 2, 2))
+            cv2.rectangle(image, (x0, y0), (x0 + w, y0 + h), colour, -1)
+        else:
+            x1, y1 = (int(v) for v in rng.integers(0, size, 2))
+            cv2.line(image, (x0, y0), (x1, y1), colour, max(1, size // 16))
+    return image
+
+
+def render_face(rng: np.random.Generator, who: Identity, looks: int, studio: bool,
+                size: int) -> DemoFace:
+    """Draw one photo; looks=1 faces smile and have larger eyes (the weak true signal)."""
+    big = size * SUPERSAMPLE
+    background = studio_background(rng, big) if studio else cluttered_background(rng, big)
+    canvas = background.copy()
+    person = np.zeros((big, big), np.uint8)
+    face = np.zeros((big, big), np.uint8)
+    cx = big * (0.5 + rng.uniform(-0.06, 0.06))
+    cy = big * (0.45 + rng.uniform(-0.05, 0.05))
+    rx = big * who.face_width * rng.uniform(0.93, 1.07)
+    ry = rx * 1.3
+    skin = np.array(SKIN_BY_RACE[who.race], np.float32) * rng.uniform(0.92, 1.05)
+    skin = tuple(int(v) for v in np.clip(skin, 0, 255))
+
+    def ellipse(target, centre, axes, colour, angle=0.0):
+        cv2.ellipse(target, (int(centre[0]), int(centre[1])), (int(axes[0]), int(axes[1])),
+                    angle, 0, 360, colour, -1, cv2.LINE_AA)
+
+    # torso and neck first, then hair behind the head, then the face
+    ellipse(canvas, (cx, big * 1.02), (rx * 2.6, big * 0.3), who.shirt)
+    ellipse(person, (cx, big * 1.02), (rx * 2.6, big * 0.3), 255)
+    cv2.rectangle(canvas, (int(cx - rx * 0.45), int(cy + ry * 0.6)),
+                  (int(cx + rx * 0.45), int(big * 0.8)), skin, -1)
+    cv2.rectangle(person, (int(cx - rx * 0.45), int(cy + ry * 0.6)),
+                  (int(cx + rx * 0.45), int(big * 0.8)), 255, -1)
+    hair_axes = (rx * 1.18, ry * (1.25 if who.long_hair else 1.08))
+    hair_centre = (cx, cy + (ry * 0.25 if who.long_hair else -ry * 0.08))
+    ellipse(canvas, hair_centre, hair_axes, who.hair)
+    ellipse(person, hair_centre, hair_axes, 255)
+    ellipse(canvas, (cx, cy), (rx, ry), skin)
+    ellipse(person, (cx, cy), (rx, ry), 255)
+    ellipse(face, (cx, cy), (rx, ry), 255)
+
+    eye_dy, eye_dx = ry * 0.15, rx * 0.42
+    eye_r = rx * (0.22 if looks else 0.14)
+    for side in (-1, 1):
+        centre = (cx + side * eye_dx, cy - eye_dy)
+        ellipse(canvas, centre, (eye_r, eye_r * 0.75), (250, 250, 250))
+        ellipse(canvas, centre, (eye_r * 0.5, eye_r * 0.5), (40, 60, 90))
+    mouth_w, mouth_y = rx * 0.5, cy + ry * 0.5
+    thickness = max(2, int(rx * 0.12))
+    if looks:  # a smile: lower half-ellipse
+        cv2.ellipse(canvas, (int(cx), int(mouth_y - ry * 0.12)), (int(mouth_w), int(ry * 0.2)),
+                    0, 20, 160, (150, 30, 40), thickness, cv2.LINE_AA)
+    else:  # a flat mouth
+        cv2.line(canvas, (int(cx - mouth_w), int(mouth_y)), (int(cx + mouth_w), int(mouth_y)),
+                 (150, 30, 40), thickness, cv2.LINE_AA)
+
+    def shrink(array, interpolation=cv2.INTER_AREA):
+        return cv2.resize(array, (size, size), interpolation=interpolation)
+
+    image = shrink(canvas)
+    image = np.clip(image.astype(np.float32) + rng.normal(0, 2.0, image.shape), 0, 255)
+    box = tuple(float(v) / SUPERSAMPLE for v in (cx - rx, cy - ry, cx + rx, cy + ry))
+    return DemoFace(image.astype(np.uint8), shrink(face), shrink(person), box, studio)
+
+
+def class_background_is_studio(rng: np.random.Generator, looks: int, shortcut: float) -> bool:
+    """The planted shortcut: celebrity photos are mostly studio shots, ordinary mostly snapshots."""
+    follows = rng.random() < shortcut
+    return bool(looks == 1) == follows
+
+
+def demo_identity(spec: DemoSpec, name: str) -> Identity:
+    """The fixed traits of a synthetic person (the first draw from the person's seed)."""
+    return random_identity(np.random.default_rng(person_seed(spec, name)))
+
+
+def demo_person_photos(spec: DemoSpec, name: str) -> tuple[Identity, list[DemoFace]]:
+    """All photos of one synthetic celebrity, reproducible from the spec and the name alone."""
+    rng = np.random.default_rng(person_seed(spec, name))
+    who = random_identity(rng)
+    faces = [render_face(rng, who, 1, class_background_is_studio(rng, 1, spec.shortcut),
+                         spec.image_size) for _ in range(spec.photos_per_person)]
+    return who, faces
+
+
+def demo_ordinary_faces(spec: DemoSpec) -> list[tuple[Identity, DemoFace]]:
+    """The synthetic ordinary class: each photo its own identity, as in FairFace."""
+    rng = np.random.default_rng(spec.seed + 7919)
+    out = []
+    for _ in range(spec.ordinary):
+        who = random_identity(rng)
+        out.append((who, render_face(rng, who, 0, class_background_is_studio(rng, 0, spec.shortcut),
+                                     spec.image_size)))
+    return out

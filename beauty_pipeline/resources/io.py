@@ -1,0 +1,65 @@
+"""Stores asset values under the data root: DataFrames as Parquet manifests, dicts as JSON."""
+
+from __future__ import annotations
+
+import json
+import typing
+from pathlib import Path
+
+import pandas as pd
+from dagster import ConfigurableIOManager, InputContext, OutputContext
+from pydantic import Field
+
+from beauty_pipeline.settings import data_root
+from beauty_pipeline.storage import atomic_write_json, write_parquet
+
+
+def partition_slug(key: str) -> str:
+    """A file name for a (possibly multi-dimensional) partition key."""
+    return key.replace("|", "__").replace("/", "_")
+
+
+class ManifestIOManager(ConfigurableIOManager):
+    """manifests/<asset>/<partition>.parquet|json: readable by people and other tools."""
+
+    root: str = Field(default_factory=lambda: str(data_root()))
+
+    def _base(self, context: InputContext | OutputContext) -> Path:
+        return data_root(self.root) / "manifests" / "/".join(context.asset_key.path)
+
+    def _file(self, base: Path, partition: str | None) -> Path:
+        return base / (partition_slug(partition) if partition else "latest")
+
+    def handle_output(self, context: OutputContext, obj) -> None:
+        partition = context.partition_key if context.has_asset_partitions else None
+        target = self._file(self._base(context), partition)
+        if isinstance(obj, pd.DataFrame):
+            write_parquet(obj, target.with_suffix(".parquet"))
+        elif isinstance(obj, dict):
+            atomic_write_json(target.with_suffix(".json"), obj)
+        elif obj is not None:
+            raise TypeError(f"{context.asset_key.to_user_string()}: cannot store {type(obj)}")
+
+    def _read(self, path: Path):
+        if path.with_suffix(".parquet").exists():
+            return pd.read_parquet(path.with_suffix(".parquet"))
+        if path.with_suffix(".json").exists():
+            return json.loads(path.with_suffix(".json").read_text())
+        raise FileNotFoundError(f"{path}.parquet|json has not been materialized")
+
+    def load_input(self, context: InputContext):
+        base = self._base(context)
+        if not context.has_asset_partitions:
+            return self._read(self._file(base, None))
+        keys = context.asset_partition_keys
+        if typing.get_origin(context.dagster_type.typing_type) is dict:
+            found = {}
+            for key in keys:  # partitions never materialized are left out, and said so below
+                try:
+                    found[key] = self._read(self._file(base, key))
+                except FileNotFoundError:
+                    context.log.warning(f"{context.asset_key.to_user_string()}[{key}] missing")
+            return found
+        if len(keys) != 1:
+            raise ValueError(f"expected one upstream partition, got {len(keys)}")
+        return self._read(self._file(base, keys[0]))

@@ -1,0 +1,82 @@
+"""Typed settings shared by the CLI, the resources and the domain code, overridable by env vars."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+HOME_ENV = "BEAUTY_PIPELINE_HOME"
+MLFLOW_URI_ENV = "BEAUTY_PIPELINE_MLFLOW_URI"
+DEVICE_ENV = "BEAUTY_PIPELINE_DEVICE"
+
+CLASS_NAMES = ("ordinary", "celebrity")  # looks = 0 / 1, the study's label order
+BACKGROUNDS = ("original", "white", "random")
+MODELS = ("fairface_resnet34", "resnet18", "resnet34", "resnet50", "efficientnet_b0")
+
+
+def data_root(explicit: str | os.PathLike | None = None) -> Path:
+    """Resolve the data root: explicit value, then the env var, then ./data."""
+    value = explicit or os.environ.get(HOME_ENV) or "data"
+    return Path(value).expanduser().resolve()
+
+
+def default_mlflow_uri(root: Path) -> str:
+    """MLflow's SQLite store inside the data root unless the env var points at a server."""
+    return os.environ.get(MLFLOW_URI_ENV) or f"sqlite:///{root / 'mlflow.db'}"
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    """The study's training settings (Adam, lr 1e-4, 10 epochs, batch 32, 224 px) as defaults."""
+
+    epochs: int = 10
+    batch_size: int = 32
+    learning_rate: float = 1e-4
+    image_size: int = 224
+    seed: int = 0
+    device: str = field(default_factory=lambda: os.environ.get(DEVICE_ENV, "auto"))
+    amp: bool = True
+    channels_last: bool = True
+    threads: int = 0  # 0 = torch default
+
+
+PROFILE_ENV = "BEAUTY_PIPELINE_PROFILE"
+FAIRFACE_DIR_ENV = "BEAUTY_PIPELINE_FAIRFACE_DIR"
+FAIRFACE_CHECKPOINT_ENV = "BEAUTY_PIPELINE_FAIRFACE_CHECKPOINT"
+
+
+@dataclass(frozen=True)
+class Profile:
+    """Defaults for every stage: 'demo' runs offline on synthetic data, 'study' is the real study."""
+
+    name: str
+    ranking: str            # "demo", "" (the packaged list), or a path / http(s) URL
+    photo_source: str       # demo | local | bing
+    ordinary_source: str    # demo | fairface
+    face_detector: str      # known (source supplies the face box) | yunet
+    segmenter: str          # auto | known | rembg | grabcut
+    image_size: int
+    epochs: int
+    batch_size: int
+    backbone_epochs: int
+
+
+PROFILES = {
+    "demo": Profile("demo", "demo", "demo", "demo", "known", "auto", 64, 3, 32, 2),
+    "study": Profile("study", "", "bing", "fairface", "yunet", "rembg", 224, 10, 32, 10),
+}
+
+
+def active_profile() -> Profile:
+    """The profile named by BEAUTY_PIPELINE_PROFILE (default demo) with numeric env overrides."""
+    name = os.environ.get(PROFILE_ENV, "demo")
+    if name not in PROFILES:
+        raise ValueError(f"{PROFILE_ENV}={name!r}; expected one of {sorted(PROFILES)}")
+    base = PROFILES[name]
+    overrides = {}
+    for field_name in ("image_size", "epochs", "batch_size", "backbone_epochs"):
+        raw = os.environ.get(f"BEAUTY_PIPELINE_{field_name.upper()}")
+        if raw:
+            overrides[field_name] = int(raw)
+    return Profile(**{**base.__dict__, **overrides})

@@ -1,0 +1,1 @@
+"""Model construction, the training loop, checkpoints and the decoded-image cache."""

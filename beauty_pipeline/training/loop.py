@@ -1,0 +1,159 @@
+"""A plain training loop on uint8 arrays: one metrics record per epoch, reported by callback."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from beauty_pipeline.settings import TrainSettings
+from beauty_pipeline.training.checkpoints import EpochCheckpoints
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass(frozen=True)
+class EpochMetrics:
+    """What the study's tables report per epoch, plus speed."""
+
+    epoch: int
+    train_loss: float
+    train_accuracy: float
+    test_loss: float
+    test_accuracy: float
+    epoch_seconds: float
+    images_per_second: float
+
+    def as_dict(self) -> dict[str, float]:
+        return asdict(self)
+
+
+class Objective:
+    """Loss and number of correct predictions for single-label classification."""
+
+    def loss(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        return nn.functional.cross_entropy(logits, targets)
+
+    def correct(self, logits: torch.Tensor, targets: torch.Tensor) -> float:
+        return float((logits.argmax(1) == targets).sum())
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """'auto' picks CUDA when present, else the CPU."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def to_input(batch: np.ndarray | torch.Tensor, device: torch.device,
+             channels_last: bool = False) -> torch.Tensor:
+    """uint8 NHWC to a normalised float NCHW tensor on the device (ImageNet statistics)."""
+    tensor = torch.as_tensor(np.ascontiguousarray(batch)).to(device, non_blocking=True)
+    tensor = tensor.permute(0, 3, 1, 2).float().div_(255.0)
+    mean = torch.tensor(IMAGENET_MEAN, device=device).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGENET_STD, device=device).view(1, 3, 1, 1)
+    tensor = (tensor - mean) / std
+    return tensor.contiguous(memory_format=torch.channels_last) if channels_last else tensor
+
+
+def autocast(device: torch.device, enabled: bool):
+    """bf16/fp16 autocast on CUDA only: on the CPU fp32 is both faster and exact here."""
+    if enabled and device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.float16)
+    return nullcontext()
+
+
+@torch.no_grad()
+def predict_logits(model: nn.Module, images: np.ndarray, batch_size: int = 64,
+                   device: torch.device | None = None) -> np.ndarray:
+    """Logits for a uint8 image array, in eval mode."""
+    device = device or next(model.parameters()).device
+    model.eval()
+    outputs = []
+    for start in range(0, len(images), batch_size):
+        with autocast(device, device.type == "cuda"):
+            outputs.append(model(to_input(images[start:start + batch_size], device)).float().cpu())
+    return torch.cat(outputs).numpy() if outputs else np.zeros((0, 2), np.float32)
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, images: np.ndarray, targets: np.ndarray, objective: Objective,
+             batch_size: int, device: torch.device) -> tuple[float, float]:
+    """Mean loss and accuracy on a held-out set."""
+    logits = torch.as_tensor(predict_logits(model, images, batch_size, device))
+    labels = torch.as_tensor(np.asarray(targets))
+    return float(objective.loss(logits, labels)), objective.correct(logits, labels) / len(labels)
+
+
+def train_epoch(model, images, targets, objective, optimizer, scaler, settings: TrainSettings,
+                device: torch.device, generator: torch.Generator) -> tuple[float, float]:
+    """One pass over shuffled batches; returns mean loss and accuracy."""
+    model.train()
+    order = torch.randperm(len(images), generator=generator).numpy()
+    total_loss = correct = 0.0
+    channels_last = settings.channels_last and device.type == "cuda"
+    for start in range(0, len(order), settings.batch_size):
+        index = np.sort(order[start:start + settings.batch_size])
+        inputs = to_input(images[index], device, channels_last)
+        labels = torch.as_tensor(np.asarray(targets)[index]).to(device)
+        with autocast(device, settings.amp):
+            logits = model(inputs)
+            loss = objective.loss(logits.float(), labels)
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+        total_loss += float(loss) * len(index)
+        correct += objective.correct(logits.detach().float(), labels)
+    return total_loss / len(order), correct / len(order)
+
+
+def train(model: nn.Module, train_images: np.ndarray, train_targets: np.ndarray,
+          test_images: np.ndarray, test_targets: np.ndarray, settings: TrainSettings,
+          checkpoints: EpochCheckpoints | None = None,
+          on_epoch: Callable[[EpochMetrics], None] | None = None,
+          objective: Objective | None = None, extra_state: dict | None = None) -> list[EpochMetrics]:
+    """Adam training for settings.epochs, resuming after the last checkpointed epoch."""
+    objective = objective or Objective()
+    device = resolve_device(settings.device)
+    if settings.threads:
+        torch.set_num_threads(settings.threads)
+    torch.manual_seed(settings.seed)
+    model.to(device)
+    if settings.channels_last and device.type == "cuda":
+        model.to(memory_format=torch.channels_last)
+    optimizer = torch.optim.Adam(model.parameters(), lr=settings.learning_rate)
+    scaler = torch.amp.GradScaler("cuda", enabled=settings.amp and device.type == "cuda")
+    history: list[EpochMetrics] = []
+    resumed = checkpoints.latest() if checkpoints else None
+    if resumed:
+        model.load_state_dict(resumed["model"])
+        optimizer.load_state_dict(resumed["optimizer"])
+        history = [EpochMetrics(**record) for record in resumed["history"]]
+    generator = torch.Generator().manual_seed(settings.seed)
+    for _ in history:  # replay the shuffles of finished epochs so a resumed run matches
+        torch.randperm(len(train_images), generator=generator)
+    for epoch in range(len(history) + 1, settings.epochs + 1):
+        started = time.perf_counter()
+        train_loss, train_acc = train_epoch(model, train_images, train_targets, objective,
+                                            optimizer, scaler, settings, device, generator)
+        seconds = time.perf_counter() - started
+        test_loss, test_acc = evaluate(model, test_images, test_targets, objective,
+                                       max(settings.batch_size, 64), device)
+        metrics = EpochMetrics(epoch, train_loss, train_acc, test_loss, test_acc, seconds,
+                               len(train_images) / seconds)
+        history.append(metrics)
+        if checkpoints:
+            checkpoints.save(epoch, {"model": model.state_dict(),
+                                     "optimizer": optimizer.state_dict(),
+                                     "history": [m.as_dict() for m in history],
+                                     **(extra_state or {})})
+        if on_epoch:
+            on_epoch(metrics)
+    return history

@@ -1,0 +1,111 @@
+"""Person segmentation backends for background variants: rembg (the study's tool) or GrabCut."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+SEGMENTERS = ("auto", "known", "rembg", "grabcut")
+
+
+class SegmenterUnavailable(RuntimeError):
+    """The configured segmentation backend cannot run here (e.g. rembg weights offline)."""
+
+
+@dataclass(frozen=True)
+class SegmenterSettings:
+    """Which backend cuts the person out; rembg model by name or as a local custom ONNX file."""
+
+    backend: str = "auto"
+    rembg_model: str = "u2net_human_seg"
+    rembg_model_path: str = ""
+
+
+class RembgSegmenter:
+    """rembg session; a local model path loads as rembg's custom IS-Net/U2-Net session."""
+
+    name = "rembg"
+
+    def __init__(self, model: str = "u2net_human_seg", model_path: str = ""):
+        try:
+            import rembg
+        except ImportError as error:  # pragma: no cover - rembg is a hard dependency
+            raise SegmenterUnavailable(f"rembg is not importable: {error}") from error
+        if model_path:
+            path = Path(model_path).expanduser().resolve()
+            if not path.is_file():
+                raise SegmenterUnavailable(f"rembg model file not found: {path}")
+            os.environ.setdefault("U2NET_HOME", str(path.parent))
+            kind = "u2net_custom" if "u2net" in path.name.lower() else "dis_custom"
+            self.session = rembg.new_session(kind, model_path=str(path))
+            self.detail = f"{kind}:{path.name}"
+        else:
+            try:
+                self.session = rembg.new_session(model)
+            except Exception as error:
+                raise SegmenterUnavailable(
+                    f"rembg could not load model {model!r} ({error.__class__.__name__}: {error}). "
+                    "Offline? Download it once with network access, or set rembg_model_path to a "
+                    "local ONNX file, or choose backend 'grabcut'."
+                ) from error
+            self.detail = model
+        self._remove = rembg.remove
+
+    def mask(self, image: np.ndarray, face_box=None) -> np.ndarray:
+        out = self._remove(image, session=self.session, only_mask=True)
+        return np.asarray(out, dtype=np.uint8)
+
+
+class GrabCutSegmenter:
+    """Offline classical fallback: OpenCV GrabCut seeded with the face box as sure foreground."""
+
+    name = "grabcut"
+    detail = "opencv-grabcut"
+
+    def __init__(self, iterations: int = 4):
+        self.iterations = iterations
+
+    def mask(self, image: np.ndarray, face_box=None) -> np.ndarray:
+        height, width = image.shape[:2]
+        labels = np.full((height, width), cv2.GC_PR_BGD, np.uint8)
+        if face_box is not None and not np.any(np.isnan(face_box)):
+            x0, y0, x1, y1 = face_box
+            fw, fh = x1 - x0, y1 - y0
+            # the person probably spans the face widened down to the bottom edge (shoulders)
+            px0, px1 = int(max(0, x0 - 1.2 * fw)), int(min(width, x1 + 1.2 * fw))
+            labels[int(max(0, y0 - 0.4 * fh)):, px0:px1] = cv2.GC_PR_FGD
+            labels[int(y0 + 0.15 * fh):int(y1 - 0.1 * fh), int(x0 + 0.2 * fw):int(x1 - 0.2 * fw)] = (
+                cv2.GC_FGD)
+        else:
+            labels[height // 5:, width // 5:4 * width // 5] = cv2.GC_PR_FGD
+        labels[:max(1, height // 32), :] = cv2.GC_BGD
+        labels[:, :max(1, width // 32)] = cv2.GC_BGD
+        labels[:, -max(1, width // 32):] = cv2.GC_BGD
+        bgd, fgd = np.zeros((1, 65), np.float64), np.zeros((1, 65), np.float64)
+        cv2.grabCut(np.ascontiguousarray(image[..., ::-1]), labels, None, bgd, fgd,
+                    self.iterations, cv2.GC_INIT_WITH_MASK)
+        foreground = (labels == cv2.GC_FGD) | (labels == cv2.GC_PR_FGD)
+        return foreground.astype(np.uint8) * 255
+
+
+def rembg_model_cached(model: str) -> bool:
+    """Whether rembg's weights are already on disk, so 'auto' never waits on a download."""
+    home = Path(os.environ.get("U2NET_HOME", Path.home() / ".u2net")).expanduser()
+    return (home / f"{model}.onnx").is_file()
+
+
+def make_segmenter(settings: SegmenterSettings):
+    """Build the configured backend; 'auto' means rembg when it loads, else GrabCut."""
+    if settings.backend == "rembg":
+        return RembgSegmenter(settings.rembg_model, settings.rembg_model_path)
+    if settings.backend == "grabcut":
+        return GrabCutSegmenter()
+    if settings.backend in ("auto", "known"):
+        if settings.rembg_model_path or rembg_model_cached(settings.rembg_model):
+            return RembgSegmenter(settings.rembg_model, settings.rembg_model_path)
+        return GrabCutSegmenter()
+    raise ValueError(f"unknown segmenter {settings.backend!r}; expected one of {SEGMENTERS}")
