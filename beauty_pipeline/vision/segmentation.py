@@ -39,9 +39,8 @@ class RembgSegmenter:
             path = Path(model_path).expanduser().resolve()
             if not path.is_file():
                 raise SegmenterUnavailable(f"rembg model file not found: {path}")
-            os.environ.setdefault("U2NET_HOME", str(path.parent))
             kind = "u2net_custom" if "u2net" in path.name.lower() else "dis_custom"
-            self.session = rembg.new_session(kind, model_path=str(path))
+            self.session = rembg.new_session(kind, model_path=str(inside_rembg_home(path)))
             self.detail = f"{kind}:{path.name}"
         else:
             try:
@@ -92,10 +91,32 @@ class GrabCutSegmenter:
         return foreground.astype(np.uint8) * 255
 
 
+def rembg_home() -> Path:
+    """rembg's model folder (U2NET_HOME when set): the only place it loads custom models from."""
+    from rembg.sessions.base import BaseSession
+
+    return Path(BaseSession.rembg_home()).expanduser().absolute()
+
+
+def inside_rembg_home(path: Path) -> Path:
+    """rembg refuses custom models outside its home: link a local file in under custom/."""
+    home = rembg_home()
+    if path.is_relative_to(home):
+        return path
+    link = home / "custom" / path.name
+    link.parent.mkdir(parents=True, exist_ok=True)
+    if link.is_symlink() and link.resolve() != path:
+        link.unlink()
+    if not link.exists():
+        link.symlink_to(path)
+    return link
+
+
 def rembg_model_cached(model: str) -> bool:
     """Whether rembg's weights are already on disk, so 'auto' never waits on a download."""
-    home = Path(os.environ.get("U2NET_HOME", Path.home() / ".u2net")).expanduser()
-    return (home / f"{model}.onnx").is_file()
+    legacy = Path(os.environ.get("U2NET_HOME", Path.home() / ".u2net")).expanduser()
+    candidates = (legacy / f"{model}.onnx", rembg_home() / "models" / model / f"{model}.onnx")
+    return any(path.is_file() for path in candidates)
 
 
 def make_segmenter(settings: SegmenterSettings):
