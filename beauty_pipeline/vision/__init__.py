@@ -1,0 +1,1 @@
+"""Face vision: detection, crops, head pose, de-duplication and the face stage built on them."""

@@ -1,0 +1,103 @@
+"""Head pose from YuNet landmarks against AFLW2000 ground truth; HopeNet wiring with own weights."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import require_shared
+from PIL import Image
+
+from beauty_pipeline.storage import ImageStore
+from beauty_pipeline.vision.detection import FaceDetector
+from beauty_pipeline.vision.faces import FaceConfig, process_photos
+from beauty_pipeline.vision.headpose import HeadPose, pose_from_landmarks, rotation_to_angles
+
+
+@pytest.fixture(scope="module")
+def aflw_estimates(yunet_model) -> pd.DataFrame:
+    folder = require_shared("data", "headpose_aflw2000_subset")
+    truth = pd.read_csv(folder / "pose.csv")
+    detector = FaceDetector(yunet_model)
+    estimates = []
+    for file in truth["file"]:
+        image = np.asarray(Image.open(folder / file).convert("RGB"))
+        faces = detector.detect(image)
+        pose = pose_from_landmarks(faces[0].landmarks, image.shape[:2]) if faces else HeadPose(
+            np.nan, np.nan, np.nan)
+        estimates.append((pose.yaw, pose.pitch, pose.roll))
+    truth[["yaw", "pitch", "roll"]] = estimates
+    return truth
+
+
+def test_yaw_error_and_frontal_agreement_on_aflw2000(aflw_estimates):
+    t = aflw_estimates
+    assert t["yaw"].notna().all()  # YuNet finds every face, profiles included
+    moderate = t["yaw_deg"].abs() <= 45
+    mae = (t.loc[moderate, "yaw"] - t.loc[moderate, "yaw_deg"]).abs().mean()
+    truly_frontal = t["yaw_deg"].abs() <= 20
+    said_frontal = t["yaw"].abs() <= 20
+    agreement = (truly_frontal == said_frontal).mean()
+    # The filter's default rule uses pitch as well.
+    both_truth = truly_frontal & (t["pitch_deg"].abs() <= 20)
+    both_said = said_frontal & (t["pitch"].abs() <= 20)
+    both = (both_truth == both_said).mean()
+    print(f"\nyaw MAE (|yaw| <= 45, n={moderate.sum()}): {mae:.2f} deg; frontal agreement "
+          f"at 20 deg: "
+          f"yaw {agreement:.1%}, yaw+pitch {both:.1%} (n={len(t)})")
+    assert mae <= 8.0
+    assert agreement >= 0.85
+    assert both >= 0.85
+    # Profiles (|yaw| > 45) must never pass as frontal.
+    assert (t.loc[t["yaw_deg"].abs() > 45, "yaw"].abs() > 20).all()
+
+
+def test_angle_decomposition_round_trips():
+    import cv2
+
+    for yaw, pitch, roll in [(0, 0, 0), (30, -10, 5), (-60, 15, -20)]:
+        rx, _ = cv2.Rodrigues(np.array([np.radians(pitch), 0, 0]))
+        ry, _ = cv2.Rodrigues(np.array([0, np.radians(yaw), 0]))
+        rz, _ = cv2.Rodrigues(np.array([0, 0, np.radians(roll)]))
+        pose = rotation_to_angles(rx @ ry @ rz)
+        assert (pose.yaw, pose.pitch, pose.roll) == pytest.approx((yaw, pitch, roll), abs=1e-6)
+
+
+def _one_hot_heads(state: dict, bins: dict[str, int]) -> dict:
+    """Weights whose heads ignore the image and put all mass on one bin each."""
+    for head, index in bins.items():
+        state[f"fc_{head}.weight"].zero_()
+        state[f"fc_{head}.bias"].fill_(-50.0)
+        state[f"fc_{head}.bias"][index] = 50.0
+    return state
+
+
+def test_hopenet_backend_with_weights_the_test_makes(tmp_path, yunet_model):
+    torch = pytest.importorskip("torch")
+    from beauty_pipeline.vision.headpose import HopeNetPose, build_hopenet
+
+    torch.manual_seed(0)
+    state = _one_hot_heads(build_hopenet().state_dict(), {"yaw": 40, "pitch": 33, "roll": 30})
+    # As the official checkpoint is saved: DataParallel prefix and an unused fc_finetune head.
+    state = {f"module.{k}": v for k, v in state.items()}
+    state["module.fc_finetune.weight"] = torch.zeros(3, 2048)
+    weights = tmp_path / "hopenet_test.pkl"
+    torch.save(state, weights)
+
+    hopenet = HopeNetPose(weights)
+    image = np.asarray(Image.open(require_shared(
+        "data", "headpose_aflw2000_subset", "image00002.jpg")).convert("RGB"))
+    crop = hopenet.preprocess(image, (150.0, 150.0, 300.0, 330.0))
+    assert crop.shape == (224, 224, 3)
+    (pose,) = hopenet.predict([crop])
+    # angle = sum(softmax * idx) * 3 - 99: bins 40, 33, 30 -> 21, 0, -9 degrees.
+    assert (pose.yaw, pose.pitch, pose.roll) == pytest.approx((21.0, 0.0, -9.0), abs=1e-3)
+
+    store = ImageStore(tmp_path / "images")
+    key = store.put_bytes(require_shared("data", "headpose_aflw2000_subset",
+                                         "image00002.jpg").read_bytes(), "jpg")
+    config = FaceConfig(detector_model_path=str(yunet_model), pose_backend="hopenet",
+                        hopenet_weights=str(weights), workers=1)
+    kept, report = process_photos([("a", key)], store, config, person="p", looks=1)
+    assert report["drop_reason"].tolist() == ["non_frontal"] and kept.empty
+    assert report["yaw"].iloc[0] == pytest.approx(21.0, abs=1e-3)
