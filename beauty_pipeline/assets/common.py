@@ -6,13 +6,18 @@ import base64
 import cv2
 import numpy as np
 import pandas as pd
-from dagster import MetadataValue
+from dagster import AutomationCondition, MetadataValue
 
 from beauty_pipeline.resources.io import partition_slug
 from beauty_pipeline.resources.storage import StudyStorage
 from beauty_pipeline.storage import encode_png
 
 CODE_VERSION = "0.1.0"
+
+# celebrity_photos: only partitions that are new (never re-fetch everyone when the list changes);
+# everything downstream: once, after all its inputs settled (the daemon's automation sensor).
+ON_NEW_PERSON = AutomationCondition.on_missing()
+ON_INPUTS_CHANGED = AutomationCondition.eager()
 
 
 def previous_manifest(storage: StudyStorage, asset: str, partition: str | None) -> pd.DataFrame | None:

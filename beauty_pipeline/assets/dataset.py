@@ -5,7 +5,7 @@ import pandas as pd
 from dagster import AssetExecutionContext, Config, DataVersion, MetadataValue, Output, asset
 from pydantic import Field
 
-from beauty_pipeline.assets.common import CODE_VERSION, counts_by, image_strip_md
+from beauty_pipeline.assets.common import CODE_VERSION, ON_INPUTS_CHANGED, counts_by, image_strip_md
 from beauty_pipeline.data.split import SplitSettings, build_study_set, study_label_csv
 from beauty_pipeline.data.variants import VariantSettings, build_variant, variant_version
 from beauty_pipeline.partitions import background_partitions
@@ -37,7 +37,8 @@ def duplicate_groups(faces: pd.DataFrame, threshold: int) -> pd.Series | None:
     return pd.Series(near_duplicate_groups(hashes, threshold), index=faces.index)
 
 
-@asset(group_name="dataset", code_version=CODE_VERSION)
+@asset(group_name="dataset", code_version=CODE_VERSION,
+       automation_condition=ON_INPUTS_CHANGED)
 def face_dataset(context: AssetExecutionContext, config: DatasetConfig,
                  celebrity_faces: dict[str, pd.DataFrame], fairface_faces: pd.DataFrame,
                  ranking: pd.DataFrame, storage: StudyStorage) -> Output[pd.DataFrame]:
@@ -79,7 +80,8 @@ class VariantConfig(Config):
     mask_max: float = 0.95
 
 
-@asset(group_name="dataset", partitions_def=background_partitions, code_version=CODE_VERSION)
+@asset(group_name="dataset", partitions_def=background_partitions, code_version=CODE_VERSION,
+       automation_condition=ON_INPUTS_CHANGED)
 def face_dataset_variant(context: AssetExecutionContext, config: VariantConfig,
                          face_dataset: pd.DataFrame, storage: StudyStorage) -> Output[pd.DataFrame]:
     """The study set on its original, white (rembg) or random (swapped plate) background."""

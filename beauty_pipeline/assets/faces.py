@@ -1,11 +1,19 @@
 """Group faces: detection, 300x300 crops, head pose, frontal filter and de-duplication."""
 
 
+from pathlib import Path
+
 import pandas as pd
 from dagster import AssetExecutionContext, Config, DataVersion, Output, asset
 from pydantic import Field
 
-from beauty_pipeline.assets.common import CODE_VERSION, counts_by, image_strip_md, table_md
+from beauty_pipeline.assets.common import (
+    CODE_VERSION,
+    ON_INPUTS_CHANGED,
+    counts_by,
+    image_strip_md,
+    table_md,
+)
 from beauty_pipeline.data.schema import FACE_COLUMNS, conform
 from beauty_pipeline.partitions import person_partitions
 from beauty_pipeline.resources import StudyStorage
@@ -57,7 +65,8 @@ def known_faces(photos: pd.DataFrame) -> pd.DataFrame:
     return conform(ok[[c for c in ok.columns if c in FACE_COLUMNS]]).assign(drop_reason="")
 
 
-@asset(group_name="faces", partitions_def=person_partitions, code_version=CODE_VERSION)
+@asset(group_name="faces", partitions_def=person_partitions, code_version=CODE_VERSION,
+       automation_condition=ON_INPUTS_CHANGED)
 def celebrity_faces(context: AssetExecutionContext, config: FaceStageConfig,
                     celebrity_photos: pd.DataFrame, storage: StudyStorage) -> Output[pd.DataFrame]:
     """One person's kept 300x300 face crops, and for every other photo the reason it was dropped."""
@@ -105,7 +114,7 @@ def ordinary_faces_from_fairface(config, storage: StudyStorage) -> tuple[pd.Data
         raise ValueError("fairface_faces with source 'fairface' needs fairface_dir "
                          "(or BEAUTY_PIPELINE_FAIRFACE_DIR)")
     labels, skipped = read_fairface(config.fairface_dir, config.limit or None)
-    keys = [storage.images.put_bytes(open(path, "rb").read(), "jpg") for path in labels["path"]]
+    keys = [storage.images.put_bytes(Path(path).read_bytes(), "jpg") for path in labels["path"]]
     frame = labels.assign(image_key=keys, row_id=labels["file"],
                           person="fairface:" + labels["file"], looks=0, source="fairface")
     stage = FaceStageConfig()

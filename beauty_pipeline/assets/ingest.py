@@ -7,7 +7,13 @@ import pandas as pd
 from dagster import AssetExecutionContext, Config, DataVersion, MetadataValue, Output, asset
 from pydantic import Field
 
-from beauty_pipeline.assets.common import CODE_VERSION, counts_by, previous_manifest, table_md
+from beauty_pipeline.assets.common import (
+    CODE_VERSION,
+    ON_NEW_PERSON,
+    counts_by,
+    previous_manifest,
+    table_md,
+)
 from beauty_pipeline.demo.source import demo_ordinary_manifest, demo_ranking
 from beauty_pipeline.partitions import person_partitions
 from beauty_pipeline.ranking import load_ranking, ranking_digest, validate_ranking
@@ -16,27 +22,35 @@ from beauty_pipeline.settings import FAIRFACE_DIR_ENV, active_profile
 from beauty_pipeline.storage import frame_digest
 
 
+def read_ranking(location: str, demo_data: DemoDataResource) -> pd.DataFrame:
+    """The validated ranking from 'demo', the packaged list ('') or a path / URL."""
+    if location == "demo":
+        return validate_ranking(demo_ranking(demo_data.spec()), label="demo ranking")
+    return load_ranking(location or None)
+
+
+def default_ranking_location() -> str:
+    return os.environ.get("BEAUTY_PIPELINE_RANKING", active_profile().ranking)
+
+
 class RankingConfig(Config):
     """Which ranking list defines the celebrity persons."""
 
-    location: str = Field(default_factory=lambda: os.environ.get(
-        "BEAUTY_PIPELINE_RANKING", active_profile().ranking),
+    location: str = Field(default_factory=default_ranking_location,
         description="'demo', '' for the packaged 2024 list, or a CSV path / http(s) URL")
 
 
 @asset(group_name="ingest", code_version=CODE_VERSION)
 def ranking(config: RankingConfig, demo_data: DemoDataResource) -> Output[pd.DataFrame]:
     """The ranking list, validated, each row with a stable filesystem-safe person key."""
-    if config.location == "demo":
-        frame = validate_ranking(demo_ranking(demo_data.spec()), label="demo ranking")
-    else:
-        frame = load_ranking(config.location or None)
+    frame = read_ranking(config.location, demo_data)
     return Output(frame, data_version=DataVersion(ranking_digest(frame)), metadata={
         "persons": len(frame), "lists": counts_by(frame, "list"),
         "source": config.location or "packaged ranking_2024.csv", "preview": table_md(frame)})
 
 
-@asset(group_name="ingest", partitions_def=person_partitions, code_version=CODE_VERSION)
+@asset(group_name="ingest", partitions_def=person_partitions, code_version=CODE_VERSION,
+       automation_condition=ON_NEW_PERSON)
 def celebrity_photos(context: AssetExecutionContext, ranking: pd.DataFrame,
                      storage: StudyStorage, photo_source: PhotoSourceResource,
                      demo_data: DemoDataResource) -> Output[pd.DataFrame]:

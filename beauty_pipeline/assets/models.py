@@ -18,7 +18,7 @@ from dagster import (
 )
 from pydantic import Field
 
-from beauty_pipeline.assets.common import CODE_VERSION, table_md
+from beauty_pipeline.assets.common import CODE_VERSION, ON_INPUTS_CHANGED, table_md
 from beauty_pipeline.data.variants import variant_version
 from beauty_pipeline.partitions import model_background_partitions
 from beauty_pipeline.resources import MlflowTracking, StudyStorage
@@ -76,7 +76,8 @@ class BackboneConfig(TrainConfig):
     epochs: int = Field(default_factory=lambda: active_profile().backbone_epochs)
 
 
-@asset(group_name="models", code_version=CODE_VERSION, pool=TRAINING_POOL)
+@asset(group_name="models", code_version=CODE_VERSION,
+       automation_condition=ON_INPUTS_CHANGED, pool=TRAINING_POOL)
 def fairface_backbone(context: AssetExecutionContext, config: BackboneConfig,
                       face_dataset: pd.DataFrame, storage: StudyStorage) -> Output[dict]:
     """ResNet-34 with FairFace's 18 outputs (7 race, 2 gender, 9 age) for transfer learning."""
@@ -110,6 +111,7 @@ def fairface_backbone(context: AssetExecutionContext, config: BackboneConfig,
 
 
 @asset(group_name="models", partitions_def=model_background_partitions, code_version=CODE_VERSION,
+       automation_condition=ON_INPUTS_CHANGED,
        pool=TRAINING_POOL,
        ins={"face_dataset_variant": AssetIn(partition_mapping=MultiToSingleDimensionPartitionMapping(
            partition_dimension_name="background"))})

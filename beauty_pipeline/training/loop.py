@@ -109,7 +109,7 @@ def train_epoch(model, images, targets, objective, optimizer, scaler, settings: 
         scaler.scale(loss).backward()
         scaler.step(optimizer)
         scaler.update()
-        total_loss += float(loss) * len(index)
+        total_loss += loss.item() * len(index)
         correct += objective.correct(logits.detach().float(), labels)
     return total_loss / len(order), correct / len(order)
 
