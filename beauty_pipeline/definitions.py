@@ -4,6 +4,7 @@ from dagster import Definitions, load_assets_from_modules
 
 from beauty_pipeline.assets import dataset, faces, ingest, models
 from beauty_pipeline.automation import ranking_sensor, study_automation
+from beauty_pipeline.executors import configured_executor
 from beauty_pipeline.resources import (
     DemoDataResource,
     ManifestIOManager,
@@ -25,4 +26,4 @@ def build_resources() -> dict:
 all_assets = load_assets_from_modules(ASSET_MODULES)
 
 defs = Definitions(assets=all_assets, resources=build_resources(),
-                   sensors=[ranking_sensor, study_automation])
+                   sensors=[ranking_sensor, study_automation], executor=configured_executor())

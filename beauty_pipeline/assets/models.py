@@ -38,6 +38,9 @@ from beauty_pipeline.training.models import (
 )
 
 TRAINING_POOL = "training"
+# On Kubernetes (k8s_job_executor) a classifier step's pod asks for one GPU; ignored elsewhere.
+GPU_STEP_TAGS = {"dagster-k8s/config": {"container_config": {
+    "resources": {"limits": {"nvidia.com/gpu": 1}}}}}
 
 
 class TrainConfig(Config):
@@ -112,7 +115,7 @@ def fairface_backbone(context: AssetExecutionContext, config: BackboneConfig,
 
 @asset(group_name="models", partitions_def=model_background_partitions, code_version=CODE_VERSION,
        automation_condition=ON_INPUTS_CHANGED,
-       pool=TRAINING_POOL,
+       pool=TRAINING_POOL, op_tags=GPU_STEP_TAGS,
        ins={"face_dataset_variant": AssetIn(partition_mapping=MultiToSingleDimensionPartitionMapping(
            partition_dimension_name="background"))})
 def classifier(context: AssetExecutionContext, config: TrainConfig,
@@ -120,7 +123,8 @@ def classifier(context: AssetExecutionContext, config: TrainConfig,
                storage: StudyStorage, mlflow_tracking: MlflowTracking) -> Output[dict]:
     """A celebrity-vs-ordinary classifier; one MLflow run with per-epoch accuracy and loss."""
     mlflow_tracking.ensure_reachable()
-    keys = context.partition_key.keys_by_dimension
+    keys = model_background_partitions.get_partition_key_from_str(
+        str(context.partition_key)).keys_by_dimension
     model_name, background = keys["model"], keys["background"]
     settings = config.settings()
     dataset_version = variant_version(face_dataset_variant)
