@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+from beauty_pipeline.explain.verdict import verdict as shortcut_verdict
 from beauty_pipeline.settings import BACKGROUNDS, HOME_ENV, MODELS
 
 DAGSTER_YAML = Path(__file__).resolve().parent.parent / "dagster.yaml"
@@ -64,7 +65,7 @@ def results_table(partitions: dict[str, dict]) -> str:
         cam = outputs.get("gradcam") or {}
         face_mass = cam.get("face_mass")
         gap = audit.get("bg_gap")
-        verdict = audit.get("verdict", "")
+        verdict = shortcut_verdict(face_mass, gap, audit.get("acc_background_only")) if audit else ""
         lines.append(f"{name:<30} {last['train_accuracy']:>9.3f} {last['test_accuracy']:>8.3f} "
                      f"{'' if face_mass is None else f'{face_mass:.3f}':>8} "
                      f"{'' if gap is None else f'{gap:+.3f}':>7}  {verdict}")

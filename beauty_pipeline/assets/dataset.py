@@ -6,6 +6,7 @@ from dagster import AssetExecutionContext, Config, DataVersion, MetadataValue, O
 from pydantic import Field
 
 from beauty_pipeline.assets.common import CODE_VERSION, ON_INPUTS_CHANGED, counts_by, image_strip_md
+from beauty_pipeline.checks import DATASET_CHECKS, class_balance, no_identity_leakage
 from beauty_pipeline.data.split import SplitSettings, build_study_set, study_label_csv
 from beauty_pipeline.data.variants import VariantSettings, build_variant, variant_version
 from beauty_pipeline.partitions import background_partitions
@@ -38,10 +39,10 @@ def duplicate_groups(faces: pd.DataFrame, threshold: int) -> pd.Series | None:
 
 
 @asset(group_name="dataset", code_version=CODE_VERSION,
-       automation_condition=ON_INPUTS_CHANGED)
+       automation_condition=ON_INPUTS_CHANGED, check_specs=DATASET_CHECKS)
 def face_dataset(context: AssetExecutionContext, config: DatasetConfig,
                  celebrity_faces: dict[str, pd.DataFrame], fairface_faces: pd.DataFrame,
-                 ranking: pd.DataFrame, storage: StudyStorage) -> Output[pd.DataFrame]:
+                 ranking: pd.DataFrame, storage: StudyStorage):
     """Balanced train/test set: no person and no near-duplicate on both sides of the split."""
     current = set(ranking["person"])
     missing = sorted(current - set(celebrity_faces))
@@ -56,7 +57,7 @@ def face_dataset(context: AssetExecutionContext, config: DatasetConfig,
     atomic_write_bytes(labels_path, study_label_csv(study).to_csv(index=False).encode())
     version = frame_digest(study, DATASET_COLUMNS)
     sample = study.groupby("looks").head(6)
-    return Output(study, data_version=DataVersion(version), metadata={
+    yield Output(study, data_version=DataVersion(version), metadata={
         "dataset_version": version, "rows": len(study),
         "by_split_and_class": counts_by(study, "split", "looks"),
         "persons_train": int(study.loc[study["split"] == "train", "person"].nunique()),
@@ -66,6 +67,8 @@ def face_dataset(context: AssetExecutionContext, config: DatasetConfig,
         "study_label_csv": MetadataValue.path(str(labels_path)),
         "sample": image_strip_md([storage.images.load(k) for k in sample["image_key"]],
                                  "ordinary then celebrity")})
+    yield class_balance(study)
+    yield no_identity_leakage(study)
 
 
 class VariantConfig(Config):

@@ -101,7 +101,8 @@ def face_output(faces: pd.DataFrame, storage: StudyStorage) -> Output[pd.DataFra
     if len(kept):
         metadata["kept_crops"] = image_strip_md(
             [storage.images.load(k) for k in kept["image_key"].head(8)], "kept crops")
-    return Output(faces, data_version=DataVersion(frame_digest(kept, ["image_key"]) if len(kept) else "empty"),
+    version = frame_digest(kept, ["image_key"]) if len(kept) else "empty"
+    return Output(faces, data_version=DataVersion(version),
                   metadata=metadata)
 
 

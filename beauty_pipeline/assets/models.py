@@ -19,6 +19,7 @@ from dagster import (
 from pydantic import Field
 
 from beauty_pipeline.assets.common import CODE_VERSION, ON_INPUTS_CHANGED, table_md
+from beauty_pipeline.checks import CLASSIFIER_CHECKS, above_chance
 from beauty_pipeline.data.variants import variant_version
 from beauty_pipeline.partitions import model_background_partitions
 from beauty_pipeline.resources import MlflowTracking, StudyStorage
@@ -115,12 +116,12 @@ def fairface_backbone(context: AssetExecutionContext, config: BackboneConfig,
 
 @asset(group_name="models", partitions_def=model_background_partitions, code_version=CODE_VERSION,
        automation_condition=ON_INPUTS_CHANGED,
-       pool=TRAINING_POOL, op_tags=GPU_STEP_TAGS,
+       pool=TRAINING_POOL, op_tags=GPU_STEP_TAGS, check_specs=CLASSIFIER_CHECKS,
        ins={"face_dataset_variant": AssetIn(partition_mapping=MultiToSingleDimensionPartitionMapping(
            partition_dimension_name="background"))})
 def classifier(context: AssetExecutionContext, config: TrainConfig,
                face_dataset_variant: pd.DataFrame, fairface_backbone: dict,
-               storage: StudyStorage, mlflow_tracking: MlflowTracking) -> Output[dict]:
+               storage: StudyStorage, mlflow_tracking: MlflowTracking):
     """A celebrity-vs-ordinary classifier; one MLflow run with per-epoch accuracy and loss."""
     mlflow_tracking.ensure_reachable()
     keys = model_background_partitions.get_partition_key_from_str(
@@ -171,14 +172,16 @@ def classifier(context: AssetExecutionContext, config: TrainConfig,
             f"{run_key}.pt"
         save_state(weights, model.cpu().state_dict())
         mlflow.log_artifact(str(weights), artifact_path="weights")
-        run_id = run.info.run_id
+        run_id, experiment_id = run.info.run_id, run.info.experiment_id
     shutil.rmtree(checkpoints.directory, ignore_errors=True)
     final = history[-1]
-    return Output({"model": model_name, "background": background, "weights": str(weights),
-                   "mlflow_run_id": run_id, "dataset_version": dataset_version,
+    yield Output({"model": model_name, "background": background, "weights": str(weights),
+                   "mlflow_run_id": run_id, "mlflow_experiment_id": experiment_id,
+                   "dataset_version": dataset_version,
                    "image_size": settings.image_size, "history": [m.as_dict() for m in history]},
                   metadata={"train_accuracy": final.train_accuracy,
                             "test_accuracy": final.test_accuracy,
                             "mlflow_run_id": run_id, "epochs": history_table(history),
                             "weights": MetadataValue.path(str(weights))})
+    yield above_chance(final.test_accuracy)
 

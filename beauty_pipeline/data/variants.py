@@ -15,6 +15,7 @@ from beauty_pipeline.data.backgrounds import (
     on_white,
 )
 from beauty_pipeline.data.split import balance_split
+from beauty_pipeline.explain.counterfactual import build_counterfactuals
 from beauty_pipeline.storage import ImageStore, frame_digest
 
 COUNTERFACTUALS = ("face_only", "background_only", "swapped")
@@ -84,7 +85,7 @@ def build_variant(study: pd.DataFrame, background: str, store: ImageStore, segme
     manifest = pd.DataFrame(rows)
     parts = [balance_split(manifest[manifest["split"] == side], rng) for side in ("train", "test")]
     manifest = pd.concat(parts).sort_values("sample_id").reset_index(drop=True)
-    manifest = add_counterfactuals(manifest, store, rng)
+    manifest = add_counterfactuals(manifest, store, settings.seed)
     return VariantResult(manifest, dropped.reset_index(drop=True), segmenter_label(backends))
 
 
@@ -93,24 +94,18 @@ def segmenter_label(backends: list[str]) -> str:
     return "+".join(sorted(set(backends))) or "none"
 
 
-def add_counterfactuals(manifest: pd.DataFrame, store: ImageStore,
-                        rng: np.random.Generator) -> pd.DataFrame:
-    """Face-only, background-only and background-swapped versions of every test image."""
+def add_counterfactuals(manifest: pd.DataFrame, store: ImageStore, seed: int) -> pd.DataFrame:
+    """Face-only, background-only and background-swapped versions of every test image, stored."""
     manifest = manifest.copy()
     for name in COUNTERFACTUALS:
         manifest[f"cf_{name}_key"] = ""
     test = manifest.index[manifest["split"] == "test"]
-    images = {i: store.load(manifest.at[i, "variant_image_key"]) for i in test}
-    masks = {i: store.load(manifest.at[i, "mask_key"], "L") for i in test}
-    plates = {i: background_plate(images[i], masks[i]) for i in test}
-    by_class = {c: [i for i in test if manifest.at[i, "looks"] == c] for c in (0, 1)}
-    for i in test:
-        others = by_class[1 - int(manifest.at[i, "looks"])]
-        donor = others[int(rng.integers(len(others)))]
-        manifest.at[i, "cf_face_only_key"] = store.put_array(on_white(images[i], masks[i]))
-        manifest.at[i, "cf_background_only_key"] = store.put_array(plates[i])
-        manifest.at[i, "cf_swapped_key"] = store.put_array(
-            composite(images[i], masks[i], plates[donor]))
+    samples = [(store.load(manifest.at[i, "variant_image_key"]), store.load(manifest.at[i, "mask_key"], "L"),
+                int(manifest.at[i, "looks"])) for i in test]
+    if not samples:
+        return manifest
+    for name, images in build_counterfactuals(samples, seed).sets().items():
+        manifest.loc[test, f"cf_{name}_key"] = [store.put_array(image) for image in images]
     return manifest
 
 

@@ -1,0 +1,43 @@
+"""Group report: every partition side by side in one HTML page."""
+
+from dagster import AssetExecutionContext, MetadataValue, Output, asset
+
+from beauty_pipeline.assets.common import CODE_VERSION, ON_INPUTS_CHANGED
+from beauty_pipeline.report.html import render_report, summary_markdown
+from beauty_pipeline.resources import MlflowTracking, StudyStorage
+
+
+def partition_report(classifier: dict, cam: dict | None, audit: dict | None, mlflow_ui: str) -> dict:
+    """The report's view of one model x background partition."""
+    cam, audit = cam or {}, audit or {}
+    run_id = classifier["mlflow_run_id"]
+    return {
+        "model": classifier["model"], "background": classifier["background"],
+        "epochs": classifier["history"], "mlflow_run_id": run_id,
+        "mlflow_run_url": f"{mlflow_ui}/#/experiments/{classifier['mlflow_experiment_id']}/runs/{run_id}"
+        if mlflow_ui else None,
+        **{k: cam.get(k) for k in ("face_mass_celebrity", "face_mass_ordinary",
+                                   "face_mass_lift_celebrity", "face_mass_lift_ordinary")},
+        "face_mass_all": cam.get("face_mass"),
+        **{k: audit.get(k) for k in ("acc_original", "acc_face_only", "acc_background_only",
+                                     "acc_swapped", "bg_gap")},
+        "figures": cam.get("figures", {}),
+        "face_region_source": ", ".join(f"{k}: {v}" for k, v in cam.get("face_region_sources", {}).items())
+        or None,
+    }
+
+
+@asset(group_name="report", code_version=CODE_VERSION, automation_condition=ON_INPUTS_CHANGED)
+def study_report(context: AssetExecutionContext, classifier: dict[str, dict], gradcam: dict[str, dict],
+                 shortcut_audit: dict[str, dict], storage: StudyStorage,
+                 mlflow_tracking: MlflowTracking) -> Output[dict]:
+    """Per-epoch tables, heatmap grid, FaceMass and BG-gap for every model x background."""
+    mlflow_ui = mlflow_tracking.tracking_uri if mlflow_tracking.tracking_uri.startswith("http") else ""
+    parts = [partition_report(result, gradcam.get(key), shortcut_audit.get(key), mlflow_ui)
+             for key, result in sorted(classifier.items())]
+    if not parts:
+        raise ValueError("no classifier partition has been materialized yet")
+    html = render_report(parts, storage.folder("outputs", "report"))
+    return Output({"html": str(html), "partitions": len(parts)},
+                  metadata={"report": MetadataValue.path(str(html)), "partitions": len(parts),
+                            "summary": MetadataValue.md(summary_markdown(parts))})

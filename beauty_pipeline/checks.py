@@ -1,0 +1,75 @@
+"""Asset checks: balance, leakage, above-chance accuracy, face attention and BG-gap (WARN)."""
+
+import math
+
+import pandas as pd
+from dagster import AssetCheckResult, AssetCheckSeverity, AssetCheckSpec
+
+from beauty_pipeline.explain.verdict import ShortcutThresholds
+
+THRESHOLDS = ShortcutThresholds()
+MIN_TEST_ACCURACY = 0.6
+
+
+def spec(name: str, asset: str, description: str) -> AssetCheckSpec:
+    return AssetCheckSpec(name, asset=asset, description=description)
+
+
+DATASET_CHECKS = [
+    spec("class_balance", "face_dataset", "Both classes have the same count in train and in test."),
+    spec("no_identity_leakage", "face_dataset",
+         "No person and no near-duplicate group is on both sides of the split."),
+]
+CLASSIFIER_CHECKS = [spec("above_chance", "classifier",
+                          f"Final test accuracy is at least {MIN_TEST_ACCURACY:.0%} (chance is 50%).")]
+GRADCAM_CHECKS = [spec("face_attention", "gradcam",
+                       f"FaceMass at least {THRESHOLDS.face_mass_min}: the model looks at the face.")]
+AUDIT_CHECKS = [spec("background_shortcut", "shortcut_audit",
+                     f"BG-gap at most {THRESHOLDS.bg_gap_max} and background-only accuracy at most "
+                     f"{THRESHOLDS.background_only_max}.")]
+
+
+def class_balance(study: pd.DataFrame) -> AssetCheckResult:
+    counts = study.groupby(["split", "looks"]).size().unstack(fill_value=0)
+    balanced = bool((counts.nunique(axis=1) == 1).all()) and counts.shape[1] == 2
+    return AssetCheckResult(check_name="class_balance", passed=balanced,
+                            metadata={"counts": {f"{s}/{c}": int(counts.at[s, c]) for s in counts.index
+                                                 for c in counts.columns}})
+
+
+def no_identity_leakage(study: pd.DataFrame) -> AssetCheckResult:
+    both = sorted(p for p, n in study.groupby("person")["split"].nunique().items() if n > 1)
+    groups = study.groupby("leak_group")["split"].nunique() if "leak_group" in study else pd.Series()
+    return AssetCheckResult(check_name="no_identity_leakage", passed=not both and not (groups > 1).any(),
+                            metadata={"persons_on_both_sides": both[:20],
+                                      "duplicate_groups_on_both_sides": int((groups > 1).sum())})
+
+
+def above_chance(test_accuracy: float) -> AssetCheckResult:
+    return AssetCheckResult(check_name="above_chance", passed=test_accuracy >= MIN_TEST_ACCURACY,
+                            severity=AssetCheckSeverity.WARN,
+                            metadata={"test_accuracy": test_accuracy})
+
+
+def face_attention(result: dict) -> AssetCheckResult:
+    value = result["face_mass"]
+    ok = math.isfinite(value) and value >= THRESHOLDS.face_mass_min
+    message = "looks at the face" if ok else "this model looks at the background, not the face"
+    return AssetCheckResult(check_name="face_attention", passed=ok, severity=AssetCheckSeverity.WARN,
+                            description=message,
+                            metadata={"face_mass": value, "threshold": THRESHOLDS.face_mass_min,
+                                      "face_mass_celebrity": result["face_mass_celebrity"],
+                                      "face_mass_ordinary": result["face_mass_ordinary"],
+                                      "face_area_ratio": result["face_area_ratio"]})
+
+
+def background_shortcut(result: dict) -> AssetCheckResult:
+    gap, background_only = result["bg_gap"], result["acc_background_only"]
+    ok = gap <= THRESHOLDS.bg_gap_max and background_only <= THRESHOLDS.background_only_max
+    message = "no background shortcut" if ok else "this model uses the background as a shortcut"
+    return AssetCheckResult(check_name="background_shortcut", passed=ok,
+                            severity=AssetCheckSeverity.WARN, description=message,
+                            metadata={"bg_gap": gap, "bg_gap_max": THRESHOLDS.bg_gap_max,
+                                      "acc_background_only": background_only,
+                                      "acc_swapped": result["acc_swapped"],
+                                      "acc_original": result["acc_original"]})

@@ -1,0 +1,1 @@
+"""Explanations and shortcut audits: Grad-CAM, FaceMass, counterfactual test sets, figures."""

@@ -1,0 +1,50 @@
+"""One rule, shared by asset checks and report, for "does this model look at the background?"."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class ShortcutThresholds:
+    """Limits past which a partition is flagged as using the background (WARN, not failure)."""
+
+    face_mass_min: float = 0.5  # less than half the Grad-CAM energy on the face
+    bg_gap_max: float = 0.10  # swapping backgrounds costs more than 10 accuracy points
+    background_only_max: float = 0.65  # background alone predicts the class well above chance
+
+
+def _known(value: float | None) -> bool:
+    return value is not None and math.isfinite(value)
+
+
+def shortcut_reasons(
+    face_mass: float | None,
+    bg_gap: float | None,
+    acc_background_only: float | None = None,
+    thresholds: ShortcutThresholds = ShortcutThresholds(),
+) -> list[str]:
+    """Human-readable reasons this partition looks at the background; empty when none apply."""
+    reasons = []
+    if _known(face_mass) and face_mass < thresholds.face_mass_min:
+        reasons.append(f"FaceMass {face_mass:.2f} < {thresholds.face_mass_min:.2f}")
+    if _known(bg_gap) and bg_gap > thresholds.bg_gap_max:
+        reasons.append(f"BG-gap {bg_gap:.2f} > {thresholds.bg_gap_max:.2f}")
+    if _known(acc_background_only) and acc_background_only > thresholds.background_only_max:
+        reasons.append(f"background-only accuracy {acc_background_only:.2f} > "
+                       f"{thresholds.background_only_max:.2f}")
+    return reasons
+
+
+def verdict(
+    face_mass: float | None,
+    bg_gap: float | None,
+    acc_background_only: float | None = None,
+    thresholds: ShortcutThresholds = ShortcutThresholds(),
+) -> str:
+    """'background' if any limit is crossed, 'face' if FaceMass and BG-gap are known and fine,
+    else 'unknown'."""
+    if shortcut_reasons(face_mass, bg_gap, acc_background_only, thresholds):
+        return "background"
+    return "face" if _known(face_mass) and _known(bg_gap) else "unknown"
