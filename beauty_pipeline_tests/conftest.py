@@ -32,3 +32,26 @@ def require_shared(*parts: str) -> Path:
 def yunet_model() -> Path:
     """The YuNet ONNX test fixture from ../shared/models."""
     return require_shared("models", "face_detection_yunet_2026may.onnx")
+
+
+@pytest.fixture(scope="session")
+def deploy_stack(tmp_path_factory):
+    """The docker/ services as local processes (Postgres, MLflow server, Dagster code location,
+    webserver, daemon), started once per session for the deployment and browser tests and stopped
+    by PID at the end; skipped when PostgreSQL is not installed and cannot be."""
+    import deploy_support
+
+    try:
+        stack = deploy_support.acquire_stack(tmp_path_factory.mktemp("deployment"))
+    except deploy_support.DeploymentUnavailable as reason:
+        pytest.skip(f"the deployment stack needs PostgreSQL from Debian packages: {reason}")
+    try:
+        yield stack
+    finally:
+        deploy_support.release_stack()
+
+
+def pytest_collection_modifyitems(config, items):
+    """Browser tests last (stable order otherwise): they reuse the deployment tests' runs on the
+    shared stack instead of training their own."""
+    items.sort(key=lambda item: item.get_closest_marker("browser") is not None)

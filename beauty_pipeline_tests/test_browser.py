@@ -1,0 +1,147 @@
+"""The Dagster and MLflow UIs in headless Chromium (Debian's, driven by Playwright); screenshots go
+to docs/screenshots/ (dagster-asset-graph.png and mlflow-compare.png are in the README).
+
+Runs after the deployment tests on the same stack (conftest.py orders them) and reuses their
+classifier runs; run alone, it makes the runs it needs itself.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import urllib.parse
+
+import deploy_support as ds
+import pytest
+
+pytestmark = [pytest.mark.browser, pytest.mark.deployment]
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                 "--no-first-run", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync"]
+SCREENSHOTS = ds.REPO / "docs" / "screenshots"
+ASSET_GROUPS = ("ingest", "faces", "dataset", "models", "audit", "report")
+PARTITION = urllib.parse.quote(ds.CLASSIFIER_PARTITION_KEY)
+
+
+@pytest.fixture(scope="module")
+def page():
+    """One headless Chromium page (Debian's binary; Playwright never downloads a browser)."""
+    playwright_api = pytest.importorskip("playwright.sync_api")
+    if not shutil.which("chromium"):
+        try:
+            ds.ensure_system_deps()
+        except ds.DeploymentUnavailable as reason:
+            pytest.skip(f"Debian chromium is not installed and could not be: {reason}")
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    with playwright_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS,
+                                             headless=True)
+        try:
+            context = browser.new_context(viewport={"width": 1600, "height": 1000})
+            context.set_default_timeout(30_000)
+            yield context.new_page()
+            context.close()
+        finally:
+            browser.close()
+
+
+def _no_dialog(page) -> None:
+    """Nothing (e.g. Dagster's "Join the community" prompt) covers the page."""
+    assert page.get_by_text("Join the community", exact=False).count() == 0
+    assert page.locator("[role=dialog]").count() == 0
+
+
+def test_dagster_asset_graph_shows_the_study_assets(deploy_stack, page):
+    """The global asset graph, every group expanded: the pipeline's asset nodes are drawn."""
+    groups = [g["groupName"] for g in deploy_stack.dagster.graphql(
+        "{ assetNodes { groupName } }")["assetNodes"]]
+    expanded = ",".join(f"global@global:{g}" for g in dict.fromkeys(groups))
+    page.goto(f"{deploy_stack.dagster.url}/asset-groups?"
+              + urllib.parse.urlencode({"expanded": expanded}))
+    # node labels (long ones, e.g. face_dataset_variant, are middle-truncated in the graph)
+    for name in ("ranking", "celebrity_photos", "face_dataset", "fairface_backbone", "classifier"):
+        page.get_by_text(name, exact=True).first.wait_for()
+    for group in ASSET_GROUPS:
+        if group in groups:
+            assert page.get_by_text(group, exact=True).count() >= 1, group
+    # more room for the graph: collapse the navigation and the asset tree beside the graph
+    page.get_by_text("Hide navigation", exact=True).click()
+    tree_toggle = page.locator("input[placeholder^='Jump to']").locator("xpath=following::button[1]")
+    if tree_toggle.count():
+        tree_toggle.first.click()
+    page.get_by_text("classifier", exact=True).first.wait_for()
+    _no_dialog(page)
+    page.screenshot(path=str(SCREENSHOTS / "dagster-asset-graph.png"))
+
+
+def test_classifier_partition_grid_shows_model_by_background(deploy_stack, page):
+    """The classifier's partitions page: both dimensions, 15 partitions, one of them run."""
+    deploy_stack.ensure_classifier_run()
+    page.goto(f"{deploy_stack.dagster.url}/assets/classifier?view=partitions")
+    page.get_by_text("resnet18", exact=True).first.wait_for()
+    for label in ("fairface_resnet34", "resnet34", "resnet50", "efficientnet_b0",
+                  "original", "white", "random"):
+        assert page.get_by_text(label, exact=True).count() >= 1, label
+    page.get_by_text(re.compile(r"15 Partitions Selected")).first.wait_for()
+    # one partition has run (materialized, or failed when the MLflow-down test ran last)
+    page.get_by_text(re.compile(r"Missing\s*\(14\)")).first.wait_for()
+    _no_dialog(page)
+    page.screenshot(path=str(SCREENSHOTS / "dagster-classifier-partitions.png"))
+
+
+def test_gradcam_materialization_shows_heatmaps(deploy_stack, page):
+    """A gradcam materialization (launched through GraphQL) shows FaceMass numbers and its
+    inline Grad-CAM heatmap image in the metadata view."""
+    stack = deploy_stack
+    stack.ensure_classifier_run()
+    assets = [a["assetKey"]["path"] for a in
+              stack.dagster.graphql("{ assetNodes { assetKey { path } } }")["assetNodes"]]
+    if ["gradcam"] not in assets:
+        pytest.skip("no gradcam asset in beauty_pipeline.definitions: heatmap page not checked")
+    run_id = stack.dagster.launch_assets(["gradcam"], ds.CLASSIFIER_PARTITION, ds.IN_PROCESS)
+    assert stack.dagster.wait_for_run(run_id, 180) == "SUCCESS"
+    page.goto(f"{stack.dagster.url}/assets/gradcam?view=events&partition={PARTITION}")
+    page.get_by_text(run_id[:8], exact=True).first.wait_for()
+    for label in ("face_mass", "face_mass_celebrity", "face_mass_ordinary"):
+        page.get_by_text(label, exact=True).first.wait_for()
+    page.locator("tr", has_text="class_average_heatmaps").get_by_text("Show Markdown").click()
+    heatmap = page.locator("[role=dialog] img[src^='data:image/png']").first
+    heatmap.wait_for()
+    width, height, loaded = heatmap.evaluate("e => [e.naturalWidth, e.naturalHeight, e.complete]")
+    assert loaded and width > 100 and height > 50, (width, height)
+    assert heatmap.is_visible()
+    page.screenshot(path=str(SCREENSHOTS / "dagster-gradcam-heatmaps.png"))
+    page.keyboard.press("Escape")
+
+
+def test_mlflow_run_comparison(deploy_stack, page):
+    """MLflow's compare view of two classifier runs shows their parameters and metrics."""
+    stack = deploy_stack
+    stack.ensure_classifier_run()
+    runs = [r for r in stack.mlflow_runs() if r["info"]["status"] == "FINISHED"]
+    if len(runs) < 2:  # the deployment tests did not run: a second run with other settings
+        config = {**ds.IN_PROCESS, "ops": {"classifier": {"config": {"epochs": 3}}}}
+        run_id = stack.dagster.launch_assets(["classifier"], ds.CLASSIFIER_PARTITION, config)
+        assert stack.dagster.wait_for_run(run_id, 180) == "SUCCESS"
+        runs = [r for r in stack.mlflow_runs() if r["info"]["status"] == "FINISHED"]
+    stack.mlflow.wait_ready(60)  # restarted by the MLflow-down test
+    shown = runs[:2]
+    ids = [r["info"]["run_id"] for r in shown]
+    query = urllib.parse.urlencode({"runs": json.dumps(ids),
+                                    "experiments": json.dumps([shown[0]["info"]["experiment_id"]])})
+    page.set_viewport_size({"width": 1600, "height": 1900})
+    page.goto(f"{stack.mlflow.uri}/#/compare-runs?{query}")
+    page.get_by_text("Comparing 2 Runs", exact=False).first.wait_for()
+    for text in ("Parameters", "Metrics", "learning_rate", "test_accuracy", "train_accuracy"):
+        page.get_by_text(text, exact=False).first.wait_for()
+    for run_id in ids:
+        page.get_by_text(run_id, exact=True).first.wait_for()
+    close_assistant = page.locator("[data-component-id='mlflow.assistant.chat_panel.close']")
+    if close_assistant.count():
+        close_assistant.first.click()
+        close_assistant.first.wait_for(state="hidden")
+    page.screenshot(path=str(SCREENSHOTS / "mlflow-compare.png"))
+    page.set_viewport_size({"width": 1600, "height": 1000})
