@@ -38,6 +38,7 @@ class DemoPlan:
     epochs: int = 3
     backbone_epochs: int = 2
     batch_size: int = 32
+    learning_rate: float = 1e-4
     seed: int = 0
 
     def resources(self) -> dict:
@@ -53,7 +54,8 @@ class DemoPlan:
 
     def run_config(self, keys: Iterable[str]) -> dict:
         """Per-asset config for the selected assets (demo sizes instead of the study's)."""
-        train = {"image_size": self.image_size, "batch_size": self.batch_size, "seed": self.seed}
+        train = {"image_size": self.image_size, "batch_size": self.batch_size, "seed": self.seed,
+                 "learning_rate": self.learning_rate}
         configs = {
             "ranking": {"location": "demo"},
             "fairface_faces": {"source": "demo"},

@@ -33,7 +33,9 @@ VARIANT_INPUT = {"face_dataset_variant": AssetIn(partition_mapping=MultiToSingle
 class GradcamConfig(Config):
     """Which layer Grad-CAM reads, and how many per-image overlays to draw."""
 
-    layer: str = Field(default="", description="Module path; default: the last convolutional stage")
+    layer: str = Field(default="", description=(
+        "Module path; default: the last convolutional stage, or an earlier one when the input is so "
+        "small that the last stage is under 4x4"))
     overlays: int = 8
     batch_size: int = 32
     device: str = "auto"
@@ -68,6 +70,7 @@ def gradcam(context: AssetExecutionContext, config: GradcamConfig, classifier: d
         "face_mass_ordinary": result["face_mass_ordinary"],
         "face_area_ratio": result["face_area_ratio"],
         "face_region_sources": MetadataValue.json(result["face_region_sources"]),
+        "layer": result["layer"],
         "class_average_heatmaps": inline_png(result["figures"]["class_average"], "class averages"),
         "overlays": inline_png(result["figures"]["overlays"], "overlays"),
         "class_average_file": MetadataValue.path(result["figures"]["class_average"]),

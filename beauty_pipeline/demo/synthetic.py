@@ -28,6 +28,7 @@ class DemoSpec:
     ordinary: int = 200
     seed: int = 0
     shortcut: float = 0.95  # chance a photo's background style follows its class
+    face_signal: float = 0.85  # chance a face's look (smile, big eyes, blush) follows its class
 
 
 @dataclass(frozen=True)
@@ -103,9 +104,9 @@ def cluttered_background(rng: np.random.Generator, size: int) -> np.ndarray:
     return image
 
 
-def render_face(rng: np.random.Generator, who: Identity, looks: int, studio: bool,
+def render_face(rng: np.random.Generator, who: Identity, glamour: bool, studio: bool,
                 size: int) -> DemoFace:
-    """Draw one photo; looks=1 faces smile and have larger eyes (the weak true signal)."""
+    """Draw one photo; a 'glamour' face smiles, has larger eyes and blush (the true signal)."""
     big = size * SUPERSAMPLE
     background = studio_background(rng, big) if studio else cluttered_background(rng, big)
     canvas = background.copy()
@@ -138,14 +139,18 @@ def render_face(rng: np.random.Generator, who: Identity, looks: int, studio: boo
     ellipse(face, (cx, cy), (rx, ry), 255)
 
     eye_dy, eye_dx = ry * 0.15, rx * 0.42
-    eye_r = rx * (0.22 if looks else 0.14)
+    if glamour:  # blush: large enough to survive downscaling to 32-64 px
+        for side in (-1, 1):
+            ellipse(canvas, (cx + side * rx * 0.55, cy + ry * 0.22), (rx * 0.24, ry * 0.14),
+                    (235, 120, 150))
+    eye_r = rx * (0.22 if glamour else 0.14)
     for side in (-1, 1):
         centre = (cx + side * eye_dx, cy - eye_dy)
         ellipse(canvas, centre, (eye_r, eye_r * 0.75), (250, 250, 250))
         ellipse(canvas, centre, (eye_r * 0.5, eye_r * 0.5), (40, 60, 90))
     mouth_w, mouth_y = rx * 0.5, cy + ry * 0.5
     thickness = max(2, int(rx * 0.12))
-    if looks:  # a smile: lower half-ellipse
+    if glamour:  # a smile: lower half-ellipse
         cv2.ellipse(canvas, (int(cx), int(mouth_y - ry * 0.12)), (int(mouth_w), int(ry * 0.2)),
                     0, 20, 160, (150, 30, 40), thickness, cv2.LINE_AA)
     else:  # a flat mouth
@@ -161,10 +166,17 @@ def render_face(rng: np.random.Generator, who: Identity, looks: int, studio: boo
     return DemoFace(image.astype(np.uint8), shrink(face), shrink(person), box, studio)
 
 
-def class_background_is_studio(rng: np.random.Generator, looks: int, shortcut: float) -> bool:
-    """The planted shortcut: celebrity photos are mostly studio shots, ordinary mostly snapshots."""
-    follows = rng.random() < shortcut
+def follows_class(rng: np.random.Generator, looks: int, strength: float) -> bool:
+    """True for the class's typical trait with probability `strength` (celebrity) or its inverse."""
+    follows = rng.random() < strength
     return bool(looks == 1) == follows
+
+
+def draw_photo(rng: np.random.Generator, who: Identity, looks: int, spec: DemoSpec) -> DemoFace:
+    """The planted shortcut (studio vs snapshot) is stronger than the true facial signal."""
+    studio = follows_class(rng, looks, spec.shortcut)
+    glamour = follows_class(rng, looks, spec.face_signal)
+    return render_face(rng, who, glamour, studio, spec.image_size)
 
 
 def demo_identity(spec: DemoSpec, name: str) -> Identity:
@@ -176,8 +188,7 @@ def demo_person_photos(spec: DemoSpec, name: str) -> tuple[Identity, list[DemoFa
     """All photos of one synthetic celebrity, reproducible from the spec and the name alone."""
     rng = np.random.default_rng(person_seed(spec, name))
     who = random_identity(rng)
-    faces = [render_face(rng, who, 1, class_background_is_studio(rng, 1, spec.shortcut),
-                         spec.image_size) for _ in range(spec.photos_per_person)]
+    faces = [draw_photo(rng, who, 1, spec) for _ in range(spec.photos_per_person)]
     return who, faces
 
 
@@ -187,6 +198,5 @@ def demo_ordinary_faces(spec: DemoSpec) -> list[tuple[Identity, DemoFace]]:
     out = []
     for _ in range(spec.ordinary):
         who = random_identity(rng)
-        out.append((who, render_face(rng, who, 0, class_background_is_studio(rng, 0, spec.shortcut),
-                                     spec.image_size)))
+        out.append((who, draw_photo(rng, who, 0, spec)))
     return out

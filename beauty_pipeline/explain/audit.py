@@ -17,7 +17,7 @@ from beauty_pipeline.storage import ImageStore
 from beauty_pipeline.training.cache import decoded_images
 from beauty_pipeline.training.checkpoints import load_state
 from beauty_pipeline.training.loop import predict_logits, resolve_device, to_input
-from beauty_pipeline.training.models import GRADCAM_LAYERS, build_model
+from beauty_pipeline.training.models import build_model, gradcam_layer_for_size
 
 COUNTERFACTUAL_COLUMNS = {"face_only": "cf_face_only_key", "background_only": "cf_background_only_key",
                           "swapped": "cf_swapped_key"}
@@ -51,7 +51,8 @@ def gradcam_audit(trained: TrainedModel, manifest: pd.DataFrame, store: ImageSto
     images = decoded_images(rows["variant_image_key"].tolist(), store, trained.image_size, cache_dir)
     inputs = to_input(np.asarray(images), device_)
     labels = torch.as_tensor(rows["looks"].to_numpy(), dtype=torch.long)
-    target_layer = model.get_submodule(layer or GRADCAM_LAYERS[trained.name])
+    layer = layer or gradcam_layer_for_size(model, trained.name, trained.image_size)
+    target_layer = model.get_submodule(layer)
     predicted, true_maps = explain_predicted_and_true(model, target_layer, inputs, labels, batch_size)
     stored_shape = store.load(rows["variant_image_key"].iloc[0]).shape[:2]
     masks, sources = face_regions(rows.to_dict("records"), (trained.image_size,) * 2, stored_shape,
@@ -81,6 +82,7 @@ def gradcam_audit(trained: TrainedModel, manifest: pd.DataFrame, store: ImageSto
         "test_images": len(rows),
         "accuracy": accuracy(predicted.predictions, rows["looks"].to_numpy()),
         "face_region_sources": source_counts(sources),
+        "layer": layer,
         "figures": {"class_average": str(class_figure), "overlays": str(overlay_figure)},
     }
 

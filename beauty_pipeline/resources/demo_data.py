@@ -26,6 +26,9 @@ class DemoDataResource(ConfigurableResource):
     shortcut: float = Field(default=DemoSpec.shortcut,
                             description="Chance a photo's background follows its class.")
 
+    face_signal: float = Field(default=DemoSpec.face_signal,
+                               description="Chance a face's look follows its class.")
+
     def spec(self) -> DemoSpec:
         return DemoSpec(self.image_size, self.persons, self.photos_per_person, self.ordinary,
-                        self.seed, self.shortcut)
+                        self.seed, self.shortcut, self.face_signal)

@@ -21,6 +21,10 @@ GRADCAM_LAYERS = {
     "resnet50": "layer4",
     "efficientnet_b0": "conv_head",
 }
+# Earlier stages, deepest first, for inputs so small that the last stage is 1x1 or 2x2.
+_RESNET_STAGES = ("layer4", "layer3", "layer2")
+GRADCAM_FALLBACKS = {name: _RESNET_STAGES for name in GRADCAM_LAYERS if "resnet" in name}
+GRADCAM_FALLBACKS["efficientnet_b0"] = ("conv_head", "blocks.4", "blocks.2")
 
 
 def build_model(name: str, num_classes: int = 2) -> nn.Module:
@@ -52,3 +56,28 @@ def transfer_from_backbone(backbone_state: dict[str, torch.Tensor], num_classes:
 def gradcam_layer(model: nn.Module, name: str) -> nn.Module:
     """The module Grad-CAM attaches to for this architecture."""
     return model.get_submodule(GRADCAM_LAYERS[name])
+
+
+@torch.no_grad()
+def gradcam_layer_for_size(model: nn.Module, name: str, image_size: int, min_side: int = 4) -> str:
+    """Deepest stage whose feature map is at least min_side wide at this input size.
+
+    At the study's 224 px that is the last stage (7x7); a 64 px demo image would give a 2x2 map
+    there, too coarse to tell a face from its background, so an earlier stage is used.
+    """
+    sides: dict[str, int] = {}
+    hooks = [model.get_submodule(stage).register_forward_hook(
+        lambda _m, _i, out, stage=stage: sides.__setitem__(stage, min(out.shape[-2:])))
+        for stage in GRADCAM_FALLBACKS[name]]
+    was_training = model.training
+    model.eval()
+    try:
+        model(torch.zeros(1, 3, image_size, image_size, device=next(model.parameters()).device))
+    finally:
+        model.train(was_training)
+        for hook in hooks:
+            hook.remove()
+    for stage in GRADCAM_FALLBACKS[name]:
+        if sides[stage] >= min_side:
+            return stage
+    return GRADCAM_FALLBACKS[name][-1]
