@@ -12,6 +12,7 @@ from pathlib import Path
 
 from beauty_pipeline.explain.verdict import verdict as shortcut_verdict
 from beauty_pipeline.settings import BACKGROUNDS, HOME_ENV, MODELS
+from beauty_pipeline.study_run import DemoPlan
 
 DAGSTER_YAML = Path(__file__).resolve().parent.parent / "dagster.yaml"
 
@@ -24,13 +25,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                       help="data root (default: $BEAUTY_PIPELINE_HOME or ./demo-data)")
     demo.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS)
     demo.add_argument("--backgrounds", nargs="+", default=list(BACKGROUNDS), choices=BACKGROUNDS)
-    demo.add_argument("--image-size", type=int, default=64)
-    demo.add_argument("--persons", type=int, default=16)
-    demo.add_argument("--photos-per-person", type=int, default=12)
-    demo.add_argument("--ordinary", type=int, default=200)
-    demo.add_argument("--epochs", type=int, default=3)
-    demo.add_argument("--backbone-epochs", type=int, default=2)
-    demo.add_argument("--batch-size", type=int, default=32)
+    demo.add_argument("--image-size", type=int, default=DemoPlan.image_size)
+    demo.add_argument("--persons", type=int, default=DemoPlan.persons)
+    demo.add_argument("--photos-per-person", type=int, default=DemoPlan.photos_per_person)
+    demo.add_argument("--ordinary", type=int, default=DemoPlan.ordinary)
+    demo.add_argument("--epochs", type=int, default=DemoPlan.epochs)
+    demo.add_argument("--backbone-epochs", type=int, default=DemoPlan.backbone_epochs)
+    demo.add_argument("--batch-size", type=int, default=DemoPlan.batch_size)
+    demo.add_argument("--learning-rate", type=float, default=DemoPlan.learning_rate)
     demo.add_argument("--seed", type=int, default=0)
     return parser.parse_args(argv)
 
@@ -44,6 +46,7 @@ def demo_environment(args: argparse.Namespace, home: Path) -> dict[str, str]:
         "BEAUTY_PIPELINE_EPOCHS": str(args.epochs),
         "BEAUTY_PIPELINE_BACKBONE_EPOCHS": str(args.backbone_epochs),
         "BEAUTY_PIPELINE_BATCH_SIZE": str(args.batch_size),
+        "BEAUTY_PIPELINE_LEARNING_RATE": str(args.learning_rate),
         "BEAUTY_PIPELINE_DEMO_IMAGE_SIZE": str(args.image_size),
         "BEAUTY_PIPELINE_DEMO_PERSONS": str(args.persons),
         "BEAUTY_PIPELINE_DEMO_PHOTOS_PER_PERSON": str(args.photos_per_person),
@@ -84,13 +87,13 @@ def run_demo(args: argparse.Namespace) -> int:
 
     from dagster import DagsterInstance
 
-    from beauty_pipeline.study_run import DemoPlan, full_pass
+    from beauty_pipeline.study_run import full_pass
 
     plan = DemoPlan(home=home, models=tuple(args.models), backgrounds=tuple(args.backgrounds),
                     image_size=args.image_size, persons=args.persons,
                     photos_per_person=args.photos_per_person, ordinary=args.ordinary,
                     epochs=args.epochs, backbone_epochs=args.backbone_epochs,
-                    batch_size=args.batch_size, seed=args.seed)
+                    batch_size=args.batch_size, learning_rate=args.learning_rate, seed=args.seed)
     print(f"beauty-pipeline demo: SYNTHETIC faces with a planted background shortcut, "
           f"{len(plan.models)} models x {len(plan.backgrounds)} backgrounds, "
           f"{plan.image_size} px, {plan.epochs} epochs -> {home}")

@@ -17,7 +17,8 @@ from beauty_pipeline.resources import (
     PhotoSourceResource,
     StudyStorage,
 )
-from beauty_pipeline.settings import BACKGROUNDS, MODELS, default_mlflow_uri
+from beauty_pipeline.demo.synthetic import DemoSpec
+from beauty_pipeline.settings import BACKGROUNDS, MODELS, PROFILES, default_mlflow_uri
 
 PERSON_ASSETS = ("celebrity_photos", "celebrity_faces")
 DATASET_ASSETS = ("fairface_faces", "face_dataset", "fairface_backbone")
@@ -31,14 +32,14 @@ class DemoPlan:
     home: Path
     models: tuple[str, ...] = MODELS
     backgrounds: tuple[str, ...] = BACKGROUNDS
-    image_size: int = 64
-    persons: int = 16
-    photos_per_person: int = 12
-    ordinary: int = 200
-    epochs: int = 3
-    backbone_epochs: int = 2
-    batch_size: int = 32
-    learning_rate: float = 1e-4
+    image_size: int = DemoSpec.image_size
+    persons: int = DemoSpec.persons
+    photos_per_person: int = DemoSpec.photos_per_person
+    ordinary: int = DemoSpec.ordinary
+    epochs: int = PROFILES["demo"].epochs
+    backbone_epochs: int = PROFILES["demo"].backbone_epochs
+    batch_size: int = PROFILES["demo"].batch_size
+    learning_rate: float = PROFILES["demo"].learning_rate
     seed: int = 0
 
     def resources(self) -> dict:

@@ -20,7 +20,7 @@ def tiny_pass(tmp_path_factory):
     home = tmp_path_factory.mktemp("home")
     plan = DemoPlan(home=home, models=MODELS, backgrounds=BACKGROUNDS, image_size=32, persons=6,
                     photos_per_person=6, ordinary=40, epochs=EPOCHS, backbone_epochs=1,
-                    batch_size=16)
+                    batch_size=16, learning_rate=1e-4)
     with instance_for_test() as instance:
         report = full_pass(instance, plan, log=lambda _: None)
         yield plan, instance, report

@@ -49,7 +49,7 @@ class TrainConfig(Config):
 
     epochs: int = Field(default_factory=lambda: active_profile().epochs)
     batch_size: int = Field(default_factory=lambda: active_profile().batch_size)
-    learning_rate: float = 1e-4
+    learning_rate: float = Field(default_factory=lambda: active_profile().learning_rate)
     image_size: int = Field(default_factory=lambda: active_profile().image_size)
     seed: int = 0
     device: str = Field(default_factory=lambda: os.environ.get("BEAUTY_PIPELINE_DEVICE", "auto"),

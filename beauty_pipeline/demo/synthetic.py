@@ -22,10 +22,10 @@ SUPERSAMPLE = 4
 class DemoSpec:
     """Size and difficulty of the synthetic study; defaults fit a 2-core laptop demo."""
 
-    image_size: int = 64
-    persons: int = 16
-    photos_per_person: int = 12
-    ordinary: int = 200
+    image_size: int = 48
+    persons: int = 30
+    photos_per_person: int = 6
+    ordinary: int = 180
     seed: int = 0
     shortcut: float = 0.95  # chance a photo's background style follows its class
     face_signal: float = 0.85  # chance a face's look (smile, big eyes, blush) follows its class

@@ -43,8 +43,16 @@ def verdict(
     acc_background_only: float | None = None,
     thresholds: ShortcutThresholds = ShortcutThresholds(),
 ) -> str:
-    """'background' if any limit is crossed, 'face' if FaceMass and BG-gap are known and fine,
-    else 'unknown'."""
-    if shortcut_reasons(face_mass, bg_gap, acc_background_only, thresholds):
-        return "background"
-    return "face" if _known(face_mass) and _known(bg_gap) else "unknown"
+    """'background' or 'face', decided by the counterfactual test sets when they exist.
+
+    Moving people onto other backgrounds is causal evidence; Grad-CAM mass is not (a plain studio
+    backdrop has no features, so a background-driven 'celebrity' heatmap still lands on the person).
+    FaceMass decides only when no counterfactual accuracies are known; it is always reported, and
+    its own asset check warns when it is low.
+    """
+    if _known(bg_gap):
+        causal = shortcut_reasons(None, bg_gap, acc_background_only, thresholds)
+        return "background" if causal else "face"
+    if _known(face_mass):
+        return "background" if face_mass < thresholds.face_mass_min else "face"
+    return "unknown"
