@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import resource
 import shutil
 import sys
 import time
+import warnings
 from pathlib import Path
+
+from dagster import BetaWarning, PreviewWarning
 
 from beauty_pipeline.explain.verdict import verdict as shortcut_verdict
 from beauty_pipeline.settings import BACKGROUNDS, HOME_ENV, MODELS
@@ -76,6 +80,9 @@ def results_table(partitions: dict[str, dict]) -> str:
 
 
 def run_demo(args: argparse.Namespace) -> int:
+    for category in (UserWarning, BetaWarning, PreviewWarning):  # notices, not problems of the run
+        warnings.filterwarnings("ignore", category=category)
+    logging.getLogger("mlflow").setLevel(logging.WARNING)
     home = Path(args.home).expanduser().resolve()
     env = demo_environment(args, home)
     os.environ.update(env)
@@ -93,7 +100,8 @@ def run_demo(args: argparse.Namespace) -> int:
                     image_size=args.image_size, persons=args.persons,
                     photos_per_person=args.photos_per_person, ordinary=args.ordinary,
                     epochs=args.epochs, backbone_epochs=args.backbone_epochs,
-                    batch_size=args.batch_size, learning_rate=args.learning_rate, seed=args.seed)
+                    batch_size=args.batch_size, learning_rate=args.learning_rate, seed=args.seed,
+                    log_level="WARNING")
     print(f"beauty-pipeline demo: SYNTHETIC faces with a planted background shortcut, "
           f"{len(plan.models)} models x {len(plan.backgrounds)} backgrounds, "
           f"{plan.image_size} px, {plan.epochs} epochs -> {home}")

@@ -10,6 +10,7 @@ from pathlib import Path
 from dagster import AssetKey, DagsterInstance, MultiPartitionKey, materialize
 
 from beauty_pipeline.definitions import defs
+from beauty_pipeline.demo.synthetic import DemoSpec
 from beauty_pipeline.resources import (
     DemoDataResource,
     ManifestIOManager,
@@ -17,7 +18,6 @@ from beauty_pipeline.resources import (
     PhotoSourceResource,
     StudyStorage,
 )
-from beauty_pipeline.demo.synthetic import DemoSpec
 from beauty_pipeline.settings import BACKGROUNDS, MODELS, PROFILES, default_mlflow_uri
 
 PERSON_ASSETS = ("celebrity_photos", "celebrity_faces")
@@ -41,6 +41,7 @@ class DemoPlan:
     batch_size: int = PROFILES["demo"].batch_size
     learning_rate: float = PROFILES["demo"].learning_rate
     seed: int = 0
+    log_level: str = "DEBUG"  # Dagster's console logger; the CLI shows warnings only
 
     def resources(self) -> dict:
         """Resources pointing at this plan's data root and MLflow store."""
@@ -65,7 +66,8 @@ class DemoPlan:
             "fairface_backbone": {**train, "epochs": self.backbone_epochs, "checkpoint_path": ""},
             "classifier": {**train, "epochs": self.epochs},
         }
-        return {"ops": {k: {"config": configs[k]} for k in keys if k in configs}}
+        return {"ops": {k: {"config": configs[k]} for k in keys if k in configs},
+                "loggers": {"console": {"config": {"log_level": self.log_level}}}}
 
 
 @dataclass
