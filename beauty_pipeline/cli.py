@@ -72,7 +72,8 @@ def results_table(partitions: dict[str, dict]) -> str:
         cam = outputs.get("gradcam") or {}
         face_mass = cam.get("face_mass")
         gap = audit.get("bg_gap")
-        verdict = shortcut_verdict(face_mass, gap, audit.get("acc_background_only")) if audit else ""
+        verdict = shortcut_verdict(face_mass, gap, audit.get("acc_background_only"),
+                                   acc_original=audit.get("acc_original")) if audit else ""
         lines.append(f"{name:<30} {last['train_accuracy']:>9.3f} {last['test_accuracy']:>8.3f} "
                      f"{'' if face_mass is None else f'{face_mass:.3f}':>8} "
                      f"{'' if gap is None else f'{gap:+.3f}':>7}  {verdict}")

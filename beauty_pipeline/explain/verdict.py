@@ -13,6 +13,7 @@ class ShortcutThresholds:
     face_mass_min: float = 0.5  # less than half the Grad-CAM energy on the face
     bg_gap_max: float = 0.10  # swapping backgrounds costs more than 10 accuracy points
     background_only_max: float = 0.65  # background alone predicts the class well above chance
+    accuracy_min: float = 0.6  # below this the model learned neither faces nor backgrounds
 
 
 def _known(value: float | None) -> bool:
@@ -42,8 +43,9 @@ def verdict(
     bg_gap: float | None,
     acc_background_only: float | None = None,
     thresholds: ShortcutThresholds = ShortcutThresholds(),
+    acc_original: float | None = None,
 ) -> str:
-    """'background' or 'face', decided by the counterfactual test sets when they exist.
+    """'background', 'face' or 'chance', decided by the counterfactual test sets when they exist.
 
     Moving people onto other backgrounds is causal evidence; Grad-CAM mass is not (a plain studio
     backdrop has no features, so a background-driven 'celebrity' heatmap still lands on the person).
@@ -51,8 +53,10 @@ def verdict(
     its own asset check warns when it is low.
     """
     if _known(bg_gap):
-        causal = shortcut_reasons(None, bg_gap, acc_background_only, thresholds)
-        return "background" if causal else "face"
+        if shortcut_reasons(None, bg_gap, acc_background_only, thresholds):
+            return "background"
+        near_chance = _known(acc_original) and acc_original < thresholds.accuracy_min
+        return "chance" if near_chance else "face"
     if _known(face_mass):
         return "background" if face_mass < thresholds.face_mass_min else "face"
     return "unknown"

@@ -127,7 +127,8 @@ def _summary_table(parts: Sequence[PartitionReport], thresholds: ShortcutThresho
             "acc background-only", "acc swapped", "BG-gap", "face region", "MLflow run")
     rows = []
     for p in parts:
-        call = verdict(p.overall_face_mass, p.bg_gap, p.acc_background_only, thresholds)
+        call = verdict(p.overall_face_mass, p.bg_gap, p.acc_background_only, thresholds,
+                   acc_original=p.acc_original)
         why = "; ".join(shortcut_reasons(p.overall_face_mass, p.bg_gap, p.acc_background_only,
                                          thresholds))
         cells = [_link(p.model, f"#{p.anchor}"), escape(p.background),
@@ -214,7 +215,8 @@ def render_report(
     figures_dir = out_dir / "figures"
     figures_dir.mkdir(parents=True, exist_ok=True)
     figures = {(p.model, p.background): _copy_figures(p, figures_dir) for p in parts}
-    flagged = sum(verdict(p.overall_face_mass, p.bg_gap, p.acc_background_only, thresholds)
+    flagged = sum(verdict(p.overall_face_mass, p.bg_gap, p.acc_background_only, thresholds,
+                   acc_original=p.acc_original)
                   == "background" for p in parts)
     body = (f"<h1>{escape(title)}</h1>"
             f"<p>{len(parts)} partitions; {flagged} flagged as looking at the background "
@@ -242,7 +244,8 @@ def summary_markdown(
     lines = ["| model | background | verdict | FaceMass | BG-gap | acc original | acc swapped |",
              "|---|---|---|---|---|---|---|"]
     for p in parts:
-        call = verdict(p.overall_face_mass, p.bg_gap, p.acc_background_only, thresholds)
+        call = verdict(p.overall_face_mass, p.bg_gap, p.acc_background_only, thresholds,
+                   acc_original=p.acc_original)
         cells = [p.model, p.background, call, _num(p.overall_face_mass), _num(p.bg_gap),
                  _num(p.acc_original), _num(p.acc_swapped)]
         lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
