@@ -84,6 +84,16 @@ def materialize_person(instance, resources, person):
                 run_config={"ops": {"celebrity_faces": {"config": {"detector": "known"}}}})
 
 
+def edit_ranking(csv, rows, instance, resources):
+    """Edit the list, let the sensor tick, apply its partition change, run the ranking it requested."""
+    write_ranking(csv, rows)
+    result = tick(instance)
+    [request] = result.dynamic_partitions_requests
+    apply(instance, result)
+    materialize_ranking(instance, resources)
+    return request
+
+
 def test_added_person_runs_only_its_partition_then_dataset_once_removed_is_dropped(world):
     csv, instance, resources = world
     resources = {**resources, "photo_source": PhotoSourceResource(kind="demo"),
@@ -97,12 +107,8 @@ def test_added_person_runs_only_its_partition_then_dataset_once_removed_is_dropp
                 run_config={"ops": {"fairface_faces": {"config": {"source": "demo"}}}})
     baseline = evaluate_automation_conditions(defs, instance)
 
-    write_ranking(csv, ROWS)  # Jisoo added
-    added = tick(instance)
-    [request] = added.dynamic_partitions_requests
+    request = edit_ranking(csv, ROWS, instance, resources)  # Jisoo added
     assert isinstance(request, AddDynamicPartitionsRequest) and request.partition_keys == ["jisoo"]
-    apply(instance, added)
-    materialize_ranking(instance, resources)
     first = evaluate_automation_conditions(defs, instance, cursor=baseline.cursor)
     assert requested(first) == {("celebrity_photos", "jisoo"), ("celebrity_faces", "jisoo")}
 
@@ -116,12 +122,8 @@ def test_added_person_runs_only_its_partition_then_dataset_once_removed_is_dropp
                 resources=resources)  # as the daemon would
     settled = evaluate_automation_conditions(defs, instance, cursor=second.cursor)
 
-    write_ranking(csv, [ROWS[0], ROWS[2]])  # Rosé removed
-    removed = tick(instance)
-    [request] = removed.dynamic_partitions_requests
+    request = edit_ranking(csv, [ROWS[0], ROWS[2]], instance, resources)  # Rosé removed
     assert isinstance(request, DeleteDynamicPartitionsRequest) and request.partition_keys == ["rose"]
-    apply(instance, removed)
-    materialize_ranking(instance, resources)
     third = evaluate_automation_conditions(defs, instance, cursor=settled.cursor)
     rebuilt = requested(third)
     assert ("face_dataset", None) in rebuilt

@@ -5,10 +5,8 @@ import base64
 import mlflow
 from dagster import (
     AssetExecutionContext,
-    AssetIn,
     Config,
     MetadataValue,
-    MultiToSingleDimensionPartitionMapping,
     Output,
     asset,
 )
@@ -23,11 +21,8 @@ from beauty_pipeline.checks import (
 )
 from beauty_pipeline.explain.audit import TrainedModel, counterfactual_accuracies, gradcam_audit
 from beauty_pipeline.explain.plots import thumbnail_png
-from beauty_pipeline.partitions import model_background_partitions
+from beauty_pipeline.partitions import VARIANT_OF_PARTITION, model_background_partitions
 from beauty_pipeline.resources import MlflowTracking, StudyStorage
-
-VARIANT_INPUT = {"face_dataset_variant": AssetIn(partition_mapping=MultiToSingleDimensionPartitionMapping(
-    partition_dimension_name="background"))}
 
 
 class GradcamConfig(Config):
@@ -52,7 +47,7 @@ def trained_model(classifier: dict) -> TrainedModel:
 
 
 @asset(group_name="audit", partitions_def=model_background_partitions, code_version=CODE_VERSION,
-       automation_condition=ON_INPUTS_CHANGED, ins=VARIANT_INPUT, check_specs=GRADCAM_CHECKS)
+       automation_condition=ON_INPUTS_CHANGED, ins=VARIANT_OF_PARTITION, check_specs=GRADCAM_CHECKS)
 def gradcam(context: AssetExecutionContext, config: GradcamConfig, classifier: dict,
             face_dataset_variant, storage: StudyStorage, mlflow_tracking: MlflowTracking):
     """Class-average Grad-CAM heatmaps, per-image overlays and FaceMass (share of heat on the face)."""
@@ -80,7 +75,7 @@ def gradcam(context: AssetExecutionContext, config: GradcamConfig, classifier: d
 
 
 @asset(group_name="audit", partitions_def=model_background_partitions, code_version=CODE_VERSION,
-       automation_condition=ON_INPUTS_CHANGED, ins=VARIANT_INPUT, check_specs=AUDIT_CHECKS)
+       automation_condition=ON_INPUTS_CHANGED, ins=VARIANT_OF_PARTITION, check_specs=AUDIT_CHECKS)
 def shortcut_audit(context: AssetExecutionContext, classifier: dict, face_dataset_variant,
                    storage: StudyStorage, mlflow_tracking: MlflowTracking):
     """Accuracy on face-only, background-only and background-swapped test images, and BG-gap."""

@@ -9,10 +9,8 @@ import shutil
 import pandas as pd
 from dagster import (
     AssetExecutionContext,
-    AssetIn,
     Config,
     MetadataValue,
-    MultiToSingleDimensionPartitionMapping,
     Output,
     asset,
 )
@@ -21,7 +19,7 @@ from pydantic import Field
 from beauty_pipeline.assets.common import CODE_VERSION, ON_INPUTS_CHANGED, table_md
 from beauty_pipeline.checks import CLASSIFIER_CHECKS, above_chance
 from beauty_pipeline.data.variants import variant_version
-from beauty_pipeline.partitions import model_background_partitions
+from beauty_pipeline.partitions import VARIANT_OF_PARTITION, model_background_partitions
 from beauty_pipeline.resources import MlflowTracking, StudyStorage
 from beauty_pipeline.settings import FAIRFACE_CHECKPOINT_ENV, TrainSettings, active_profile
 from beauty_pipeline.training.backbone import (
@@ -117,8 +115,7 @@ def fairface_backbone(context: AssetExecutionContext, config: BackboneConfig,
 @asset(group_name="models", partitions_def=model_background_partitions, code_version=CODE_VERSION,
        automation_condition=ON_INPUTS_CHANGED,
        pool=TRAINING_POOL, op_tags=GPU_STEP_TAGS, check_specs=CLASSIFIER_CHECKS,
-       ins={"face_dataset_variant": AssetIn(partition_mapping=MultiToSingleDimensionPartitionMapping(
-           partition_dimension_name="background"))})
+       ins=VARIANT_OF_PARTITION)
 def classifier(context: AssetExecutionContext, config: TrainConfig,
                face_dataset_variant: pd.DataFrame, fairface_backbone: dict,
                storage: StudyStorage, mlflow_tracking: MlflowTracking):

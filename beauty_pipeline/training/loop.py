@@ -54,7 +54,9 @@ def resolve_device(name: str = "auto") -> torch.device:
 def to_input(batch: np.ndarray | torch.Tensor, device: torch.device,
              channels_last: bool = False) -> torch.Tensor:
     """uint8 NHWC to a normalised float NCHW tensor on the device (ImageNet statistics)."""
-    tensor = torch.as_tensor(np.ascontiguousarray(batch)).to(device, non_blocking=True)
+    if isinstance(batch, np.ndarray) and not (batch.flags.writeable and batch.flags.c_contiguous):
+        batch = np.array(batch)  # a read-only memmap view: torch wants its own writable copy
+    tensor = torch.as_tensor(batch).to(device, non_blocking=True)
     tensor = tensor.permute(0, 3, 1, 2).float().div_(255.0)
     mean = torch.tensor(IMAGENET_MEAN, device=device).view(1, 3, 1, 1)
     std = torch.tensor(IMAGENET_STD, device=device).view(1, 3, 1, 1)
