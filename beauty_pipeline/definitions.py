@@ -7,6 +7,7 @@ from beauty_pipeline.automation import ranking_sensor, study_automation
 from beauty_pipeline.executors import configured_executor
 from beauty_pipeline.resources import (
     DemoDataResource,
+    FacePreprocessing,
     ManifestIOManager,
     MlflowTracking,
     PhotoSourceResource,
@@ -20,7 +21,7 @@ def build_resources() -> dict:
     """Resources with defaults from the environment (BEAUTY_PIPELINE_HOME and friends)."""
     return {"io_manager": ManifestIOManager(), "storage": StudyStorage(),
             "photo_source": PhotoSourceResource(), "demo_data": DemoDataResource(),
-            "mlflow_tracking": MlflowTracking()}
+            "mlflow_tracking": MlflowTracking(), "face_stage": FacePreprocessing()}
 
 
 all_assets = load_assets_from_modules(ASSET_MODULES)

@@ -16,37 +16,16 @@ from beauty_pipeline.assets.common import (
 )
 from beauty_pipeline.data.schema import FACE_COLUMNS, conform
 from beauty_pipeline.partitions import person_partitions
-from beauty_pipeline.resources import StudyStorage
+from beauty_pipeline.resources import FacePreprocessing, StudyStorage
 from beauty_pipeline.settings import active_profile
 from beauty_pipeline.storage import frame_digest
 
 
 class FaceStageConfig(Config):
-    """Face preprocessing settings, applied alike to both classes by default."""
+    """Whether celebrity photos need detection (yunet) or come with known face boxes (demo)."""
 
     detector: str = Field(default_factory=lambda: active_profile().face_detector,
                           description="yunet, or known when the source supplies face boxes")
-    detector_model_path: str = Field(default="", description="Local YuNet ONNX (else downloaded)")
-    margin: float = 0.25
-    crop_size: int = 300
-    min_face_px: int = 80
-    max_yaw: float = 20.0
-    max_pitch: float = 20.0
-    dedup_threshold: int = 6
-    pose_backend: str = "pnp"
-    hopenet_weights: str = ""
-    workers: int = 0
-
-    def face_config(self, preprocessing: str = "uniform"):
-        from beauty_pipeline.vision.faces import FaceConfig
-
-        return FaceConfig(margin=self.margin, crop_size=self.crop_size,
-                          min_face_px=self.min_face_px, max_yaw=self.max_yaw,
-                          max_pitch=self.max_pitch, dedup_threshold=self.dedup_threshold,
-                          preprocessing=preprocessing, pose_backend=self.pose_backend,
-                          hopenet_weights=self.hopenet_weights or None,
-                          detector_model_path=self.detector_model_path or None,
-                          workers=self.workers)
 
 
 def merge_face_report(kept: pd.DataFrame, report: pd.DataFrame) -> pd.DataFrame:
@@ -68,7 +47,8 @@ def known_faces(photos: pd.DataFrame) -> pd.DataFrame:
 @asset(group_name="faces", partitions_def=person_partitions, code_version=CODE_VERSION,
        automation_condition=ON_INPUTS_CHANGED)
 def celebrity_faces(context: AssetExecutionContext, config: FaceStageConfig,
-                    celebrity_photos: pd.DataFrame, storage: StudyStorage) -> Output[pd.DataFrame]:
+                    celebrity_photos: pd.DataFrame, storage: StudyStorage,
+                    face_stage: FacePreprocessing) -> Output[pd.DataFrame]:
     """One person's kept 300x300 face crops, and for every other photo the reason it was dropped."""
     person = context.partition_key
     if config.detector == "known":
@@ -78,7 +58,7 @@ def celebrity_faces(context: AssetExecutionContext, config: FaceStageConfig,
 
         ok = celebrity_photos[celebrity_photos["outcome"] != "failed"]
         kept, report = process_photos(ok[["image_key"]].assign(row_id=ok["sha256"]),
-                                      storage.images, config.face_config(), person=person,
+                                      storage.images, face_stage.face_config(), person=person,
                                       looks=1, source=photos_source(ok))
         faces = merge_face_report(kept, report)
     return face_output(faces, storage)
@@ -106,7 +86,8 @@ def face_output(faces: pd.DataFrame, storage: StudyStorage) -> Output[pd.DataFra
                   metadata=metadata)
 
 
-def ordinary_faces_from_fairface(config, storage: StudyStorage) -> tuple[pd.DataFrame, pd.DataFrame]:
+def ordinary_faces_from_fairface(config, storage: StudyStorage,
+                                 face_stage: FacePreprocessing) -> tuple[pd.DataFrame, pd.DataFrame]:
     """FairFace images through the same face stage (or as-is, 'study' mode) with their labels."""
     from beauty_pipeline.fairface import read_fairface
     from beauty_pipeline.vision.faces import process_photos
@@ -118,7 +99,5 @@ def ordinary_faces_from_fairface(config, storage: StudyStorage) -> tuple[pd.Data
     keys = [storage.images.put_bytes(Path(path).read_bytes(), "jpg") for path in labels["path"]]
     frame = labels.assign(image_key=keys, row_id=labels["file"],
                           person="fairface:" + labels["file"], looks=0, source="fairface")
-    stage = FaceStageConfig()
-    kept, report = process_photos(frame, storage.images,
-                                  stage.face_config(config.preprocessing))
+    kept, report = process_photos(frame, storage.images, face_stage.face_config(config.preprocessing))
     return merge_face_report(kept, report), skipped

@@ -14,10 +14,11 @@ from beauty_pipeline.assets.common import (
     previous_manifest,
     table_md,
 )
+from beauty_pipeline.assets.faces import ordinary_faces_from_fairface
 from beauty_pipeline.demo.source import demo_ordinary_manifest, demo_ranking
 from beauty_pipeline.partitions import person_partitions
 from beauty_pipeline.ranking import load_ranking, ranking_digest, validate_ranking
-from beauty_pipeline.resources import DemoDataResource, PhotoSourceResource, StudyStorage
+from beauty_pipeline.resources import DemoDataResource, FacePreprocessing, PhotoSourceResource, StudyStorage
 from beauty_pipeline.settings import FAIRFACE_DIR_ENV, active_profile
 from beauty_pipeline.storage import frame_digest
 
@@ -87,15 +88,14 @@ class FairfaceConfig(Config):
 
 @asset(group_name="ingest", code_version=CODE_VERSION)
 def fairface_faces(context: AssetExecutionContext, config: FairfaceConfig,
-                   storage: StudyStorage, demo_data: DemoDataResource) -> Output[pd.DataFrame]:
+                   storage: StudyStorage, demo_data: DemoDataResource,
+                   face_stage: FacePreprocessing) -> Output[pd.DataFrame]:
     """The ordinary class (looks = 0) with FairFace's age / gender / race labels."""
     if config.source == "demo":
         faces = demo_ordinary_manifest(demo_data.spec(), storage.images)
         skipped = pd.DataFrame()
     elif config.source == "fairface":
-        from beauty_pipeline.assets.faces import ordinary_faces_from_fairface
-
-        faces, skipped = ordinary_faces_from_fairface(config, storage)
+        faces, skipped = ordinary_faces_from_fairface(config, storage, face_stage)
     else:
         raise ValueError(f"unknown ordinary source {config.source!r}; expected demo | fairface")
     kept = faces[faces["drop_reason"] == ""]

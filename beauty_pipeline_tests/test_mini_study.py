@@ -1,0 +1,77 @@
+"""A real mini study: 24 public figures from a local folder vs FairFace, through face_dataset."""
+
+import pandas as pd
+import pytest
+from conftest import require_shared
+from dagster import AssetCheckKey, AssetKey, instance_for_test, materialize
+
+from beauty_pipeline.definitions import defs
+from beauty_pipeline.resources import (
+    DemoDataResource,
+    FacePreprocessing,
+    ManifestIOManager,
+    PhotoSourceResource,
+    StudyStorage,
+)
+
+
+@pytest.fixture(scope="module")
+def mini_study(tmp_path_factory):
+    crops = require_shared("data", "celebrity_crops_glint")
+    fairface = require_shared("data", "fairface_margin025")
+    yunet = require_shared("models", "face_detection_yunet_2026may.onnx")
+    home = tmp_path_factory.mktemp("mini")
+    people = pd.read_csv(crops / "labels.csv").drop_duplicates("identity")
+    ranking_csv = home / "ranking.csv"
+    pd.DataFrame({"name": people["identity"], "gender": people["gender"].map({"M": "male", "F": "female"}),
+                  "rank": range(1, len(people) + 1), "list": "test_public_figures", "year": 2024}
+                 ).to_csv(ranking_csv, index=False)
+    resources = {**defs.resources, "io_manager": ManifestIOManager(root=str(home)),
+                 "storage": StudyStorage(root=str(home)),
+                 "photo_source": PhotoSourceResource(kind="local", local_dir=str(crops)),
+                 "demo_data": DemoDataResource(),
+                 "face_stage": FacePreprocessing(detector_model_path=str(yunet))}
+    faces_config = {"detector": "yunet"}
+    with instance_for_test() as instance:
+        def run(keys, partition=None, ops=None):
+            return materialize(list(defs.assets), selection=[AssetKey(k) for k in keys],
+                               instance=instance, resources=resources, partition_key=partition,
+                               run_config={"ops": ops or {}})
+
+        ranking = run(["ranking"], ops={"ranking": {"config": {"location": str(ranking_csv)}}})
+        persons = ranking.output_for_node("ranking")["person"].tolist()
+        instance.add_dynamic_partitions("person", persons)
+        for person in persons:
+            run(["celebrity_photos", "celebrity_faces"], person,
+                {"celebrity_faces": {"config": faces_config}})
+        result = run(["fairface_faces", "face_dataset"], ops={
+            "fairface_faces": {"config": {"source": "fairface", "fairface_dir": str(fairface),
+                                          "limit": 400}}})
+        yield instance, persons, result
+
+
+def test_every_person_fetched_locally_and_faces_kept_or_explained(mini_study):
+    instance, persons, _ = mini_study
+    assert len(persons) == 24
+    assert instance.get_materialized_partitions(AssetKey("celebrity_faces")) == set(persons)
+    record = instance.get_latest_materialization_event(AssetKey("celebrity_faces"))
+    metadata = record.asset_materialization.metadata
+    assert metadata["kept"].value > 10
+    assert "data:image/png;base64," in metadata["kept_crops"].value
+
+
+def test_split_has_no_person_and_no_near_duplicate_on_both_sides(mini_study):
+    instance, persons, result = mini_study
+    study = result.output_for_node("face_dataset")
+    celebrities = study[study["looks"] == 1]
+    assert set(celebrities["person"]) <= set(persons) and celebrities["person"].nunique() >= 20
+    assert (study.groupby("person")["split"].nunique() == 1).all()
+    assert (study.groupby("leak_group")["split"].nunique() == 1).all()
+    counts = study.groupby(["split", "looks"]).size().unstack()
+    assert (counts[0] == counts[1]).all() and counts.loc["test"].min() > 10
+    # both classes went through the same detector, crop and frontal filter
+    assert study["preprocessing"].str.startswith("yunet_crop").all()
+    for check in ("class_balance", "no_identity_leakage"):
+        key = AssetCheckKey(AssetKey("face_dataset"), check)
+        [record] = instance.event_log_storage.get_asset_check_execution_history(key, limit=1)
+        assert record.event.dagster_event.event_specific_data.passed
