@@ -64,5 +64,6 @@ def test_heatmaps_and_audit_numbers_reach_mlflow_and_the_report(audited):
     assert {"gradcam/resnet18__original__class_average.png",
             "gradcam/resnet18__original__overlays.png"} <= artifacts
     html = (plan.home / "outputs" / "report" / "study_report.html").read_text()
+    assert "resnet18__original__accuracy_curves.png" in html
     for text in ("resnet18", "original", "random", "BG-gap", "FaceMass", "test_accuracy"):
         assert text in html

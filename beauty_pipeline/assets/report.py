@@ -3,6 +3,7 @@
 from dagster import AssetExecutionContext, MetadataValue, Output, asset
 
 from beauty_pipeline.assets.common import CODE_VERSION, ON_INPUTS_CHANGED
+from beauty_pipeline.explain.plots import figure_name, plot_accuracy_curves
 from beauty_pipeline.report.html import render_report, summary_markdown
 from beauty_pipeline.resources import MlflowTracking, StudyStorage
 
@@ -35,6 +36,11 @@ def study_report(context: AssetExecutionContext, classifier: dict[str, dict], gr
     mlflow_ui = mlflow_tracking.tracking_uri if mlflow_tracking.tracking_uri.startswith("http") else ""
     parts = [partition_report(result, gradcam.get(key), shortcut_audit.get(key), mlflow_ui)
              for key, result in sorted(classifier.items())]
+    figures = storage.folder("outputs", "figures")
+    for part in parts:  # the study's accuracy-per-epoch curves, one figure per partition
+        name = figure_name(part["model"], part["background"], "accuracy_curves")
+        part["figures"] = {**part["figures"], "accuracy_curves": str(
+            plot_accuracy_curves(part["epochs"], figures / name, f"{part['model']} / {part['background']}"))}
     if not parts:
         raise ValueError("no classifier partition has been materialized yet")
     html = render_report(parts, storage.folder("outputs", "report"))
