@@ -1,6 +1,5 @@
 """Group faces: detection, 300x300 crops, head pose, frontal filter and de-duplication."""
 
-
 from pathlib import Path
 
 import pandas as pd
@@ -28,11 +27,10 @@ class FaceStageConfig(Config):
                           description="yunet, or known when the source supplies face boxes")
 
 
-def merge_face_report(kept: pd.DataFrame, report: pd.DataFrame) -> pd.DataFrame:
+def merge_face_report(kept: pd.DataFrame, report: pd.DataFrame, looks: int) -> pd.DataFrame:
     """One row per input photo: kept faces with drop_reason '' plus every dropped photo."""
     dropped = report[report["drop_reason"] != ""].rename(columns={"image_key": "crop_key"})
-    dropped = dropped.assign(image_key=dropped["source_key"], looks=int(kept["looks"].iloc[0])
-                             if len(kept) else -1)
+    dropped = dropped.assign(image_key=dropped["source_key"], looks=looks)
     dropped = conform(dropped.drop(columns=["crop_key"]))
     kept = conform(kept).assign(drop_reason="")
     return pd.concat([kept, dropped], ignore_index=True)
@@ -60,7 +58,7 @@ def celebrity_faces(context: AssetExecutionContext, config: FaceStageConfig,
         kept, report = process_photos(ok[["image_key"]].assign(row_id=ok["sha256"]),
                                       storage.images, face_stage.face_config(), person=person,
                                       looks=1, source=photos_source(ok))
-        faces = merge_face_report(kept, report)
+        faces = merge_face_report(kept, report, looks=1)
     return face_output(faces, storage)
 
 
@@ -100,4 +98,4 @@ def ordinary_faces_from_fairface(config, storage: StudyStorage,
     frame = labels.assign(image_key=keys, row_id=labels["file"],
                           person="fairface:" + labels["file"], looks=0, source="fairface")
     kept, report = process_photos(frame, storage.images, face_stage.face_config(config.preprocessing))
-    return merge_face_report(kept, report), skipped
+    return merge_face_report(kept, report, looks=0), skipped

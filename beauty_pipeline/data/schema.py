@@ -29,11 +29,6 @@ FAIRFACE_RACES = ("White", "Black", "Latino_Hispanic", "East Asian", "Southeast 
                   "Middle Eastern")
 
 
-def empty_faces() -> pd.DataFrame:
-    """An empty face manifest with the right dtypes."""
-    return pd.DataFrame({name: pd.Series(dtype=dtype) for name, dtype in FACE_COLUMNS.items()})
-
-
 def conform(frame: pd.DataFrame) -> pd.DataFrame:
     """Add missing optional columns, order columns, and check the required ones exist."""
     frame = frame.copy()
