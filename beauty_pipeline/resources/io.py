@@ -53,12 +53,16 @@ class ManifestIOManager(ConfigurableIOManager):
             return self._read(self._file(base, None))
         keys = context.asset_partition_keys
         if typing.get_origin(context.dagster_type.typing_type) is dict:
-            found = {}
-            for key in keys:  # partitions never materialized are left out, and said so below
+            found, missing = {}, []
+            for key in keys:  # partitions never materialized are left out, and said so once
                 try:
                     found[key] = self._read(self._file(base, key))
                 except FileNotFoundError:
-                    context.log.warning(f"{context.asset_key.to_user_string()}[{key}] missing")
+                    missing.append(key)
+            if missing:
+                context.log.warning(f"{context.asset_key.to_user_string()}: {len(missing)} of "
+                                    f"{len(keys)} partitions not materialized, left out: "
+                                    f"{', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''}")
             return found
         if len(keys) != 1:
             raise ValueError(f"expected one upstream partition, got {len(keys)}")
