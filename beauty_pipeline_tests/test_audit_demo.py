@@ -32,12 +32,13 @@ def test_shortcut_flagged_on_original_not_on_random(audited):
     assert shortcut["acc_background_only"] > 0.8
     assert shortcut["bg_gap"] > 0.3
     assert verdict(original["gradcam"]["face_mass"], shortcut["bg_gap"],
-                   shortcut["acc_background_only"]) == "background"
+                   shortcut["acc_background_only"], acc_original=shortcut["acc_original"]) == "background"
     fair = random["shortcut_audit"]
     assert abs(fair["bg_gap"]) <= 0.1
     assert fair["acc_background_only"] < 0.65
-    assert verdict(random["gradcam"]["face_mass"], fair["bg_gap"],
-                   fair["acc_background_only"]) == "face"
+    # not flagged: either it learned the (noisy) face signal or, in so few epochs, nothing yet
+    assert verdict(random["gradcam"]["face_mass"], fair["bg_gap"], fair["acc_background_only"],
+                   acc_original=fair["acc_original"]) in ("face", "chance")
 
 
 def test_background_check_warns_on_original_and_passes_on_random(audited):
