@@ -684,7 +684,25 @@ class Stack:
                 lambda name=name: self.dagster.sensor_state(name)["ticks"], timeout,
                 f"the daemon's first {name} tick", interval=1.0, alive=self.dagster.daemon.check_alive)
         for name in SENSORS:
+            self.stop_sensor_for_good(name)
+
+    def stop_sensor_for_good(self, name: str, timeout: float = 60) -> None:
+        """Stop a sensor and wait until its stored state says STOPPED; a daemon tick that was in
+        flight can write the code-declared state back once, so the stop is repeated until it holds."""
+        def stopped() -> bool:
+            if self.postgres_sensor_status(name) == "STOPPED":
+                return True
             self.dagster.stop_sensor(name)
+            return False
+
+        wait_until(stopped, timeout, f"{name} to stay stopped", interval=2.0)
+
+    def postgres_sensor_status(self, name: str) -> str | None:
+        """The instigator status Postgres holds for a sensor (what the daemon acts on)."""
+        selector = self.dagster.sensor_state(name)["selectorId"]
+        rows = self.postgres.query("dagster", "SELECT status FROM instigators WHERE selector_id = %s",
+                                   (selector,))
+        return rows[0][0] if rows else None
 
     def ensure_classifier_run(self, timeout: float = 180) -> str:
         """One successful classifier materialization launched through GraphQL (made once)."""
