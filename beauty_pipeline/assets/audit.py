@@ -1,7 +1,5 @@
 """Group audit: Grad-CAM with FaceMass and the counterfactual BG-gap, per model x background."""
 
-import base64
-
 import mlflow
 from dagster import (
     AssetExecutionContext,
@@ -12,7 +10,7 @@ from dagster import (
 )
 from pydantic import Field
 
-from beauty_pipeline.assets.common import CODE_VERSION, ON_INPUTS_CHANGED
+from beauty_pipeline.assets.common import CODE_VERSION, ON_INPUTS_CHANGED, png_md
 from beauty_pipeline.checks import (
     AUDIT_CHECKS,
     GRADCAM_CHECKS,
@@ -37,9 +35,8 @@ class GradcamConfig(Config):
 
 
 def inline_png(path: str, caption: str, max_side: int = 480) -> MetadataValue:
-    """A size-capped thumbnail rendered inline in the Dagster UI."""
-    data = base64.b64encode(thumbnail_png(path, max_side=max_side, max_bytes=60_000)).decode()
-    return MetadataValue.md(f"![{caption}](data:image/png;base64,{data})")
+    """A size-capped thumbnail of a figure file, rendered inline in the Dagster UI."""
+    return png_md(thumbnail_png(path, max_side=max_side, max_bytes=60_000), caption)
 
 
 def trained_model(classifier: dict) -> TrainedModel:

@@ -8,9 +8,9 @@ import numpy as np
 import pandas as pd
 from dagster import AutomationCondition, MetadataValue
 
-from beauty_pipeline.resources.io import partition_slug
+from beauty_pipeline.explain.plots import thumbnail_png
+from beauty_pipeline.resources.io import manifest_stem
 from beauty_pipeline.resources.storage import StudyStorage
-from beauty_pipeline.storage import encode_png
 
 CODE_VERSION = "0.1.0"
 
@@ -22,7 +22,7 @@ ON_INPUTS_CHANGED = AutomationCondition.eager()
 
 def previous_manifest(storage: StudyStorage, asset: str, partition: str | None) -> pd.DataFrame | None:
     """The last stored manifest of an asset partition, so reruns can skip finished work."""
-    path = storage.path / "manifests" / asset / f"{partition_slug(partition or 'latest')}.parquet"
+    path = manifest_stem(storage.path, [asset], partition).with_suffix(".parquet")
     return pd.read_parquet(path) if path.exists() else None
 
 
@@ -48,14 +48,13 @@ def counts_by(frame: pd.DataFrame, *columns: str) -> dict[str, int]:
             for k, v in grouped.items()}
 
 
-def image_strip_md(images: list[np.ndarray], caption: str, tile: int = 72,
-                   max_bytes: int = 60_000) -> MetadataValue:
-    """Small inline thumbnails for the UI; shrinks tiles until the PNG fits max_bytes."""
-    while True:
-        tiles = [cv2.resize(image, (tile, tile), interpolation=cv2.INTER_AREA) for image in images]
-        data = encode_png(np.concatenate(tiles, axis=1))
-        if len(data) <= max_bytes or tile <= 24:
-            break
-        tile = int(tile * 0.75)
-    encoded = base64.b64encode(data).decode()
-    return MetadataValue.md(f"![{caption}](data:image/png;base64,{encoded})")
+def png_md(png: bytes, caption: str) -> MetadataValue:
+    """A PNG rendered inline by the Dagster UI's markdown metadata."""
+    return MetadataValue.md(f"![{caption}](data:image/png;base64,{base64.b64encode(png).decode()})")
+
+
+def image_strip_md(images: list[np.ndarray], caption: str, tile: int = 72) -> MetadataValue:
+    """Small inline thumbnails for the UI: tiles side by side, size-capped like every figure."""
+    tiles = [cv2.resize(image, (tile, tile), interpolation=cv2.INTER_AREA) for image in images]
+    strip = np.concatenate(tiles, axis=1)
+    return png_md(thumbnail_png(strip, max_side=strip.shape[1], max_bytes=60_000), caption)

@@ -68,7 +68,7 @@ def build_variant(study: pd.DataFrame, background: str, store: ImageStore, segme
     rng = np.random.default_rng(settings.seed)
     plates = {i: background_plate(images[i], masks[i]) for i in images} if background == "random" \
         else {}
-    rows = []
+    rows, arrays = [], {}
     for i, image in images.items():
         record = study.iloc[i].to_dict()
         mask = masks[i]
@@ -82,10 +82,11 @@ def build_variant(study: pd.DataFrame, background: str, store: ImageStore, segme
         record.update(variant_image_key=store.put_array(image), mask_key=store.put_array(mask),
                       mask_backend=backends[i], mask_fraction=mask_fraction(mask))
         rows.append(record)
+        arrays[record["sample_id"]] = (image, mask)
     manifest = pd.DataFrame(rows)
     parts = [balance_split(manifest[manifest["split"] == side], rng) for side in ("train", "test")]
     manifest = pd.concat(parts).sort_values("sample_id").reset_index(drop=True)
-    manifest = add_counterfactuals(manifest, store, settings.seed)
+    manifest = add_counterfactuals(manifest, arrays, store, settings.seed)
     return VariantResult(manifest, dropped.reset_index(drop=True), segmenter_label(backends))
 
 
@@ -94,14 +95,15 @@ def segmenter_label(backends: list[str]) -> str:
     return "+".join(sorted(set(backends))) or "none"
 
 
-def add_counterfactuals(manifest: pd.DataFrame, store: ImageStore, seed: int) -> pd.DataFrame:
-    """Face-only, background-only and background-swapped versions of every test image, stored."""
+def add_counterfactuals(manifest: pd.DataFrame, arrays: dict, store: ImageStore,
+                        seed: int) -> pd.DataFrame:
+    """Face-only, background-only and swapped versions of every test image, from the variant's
+    (image, mask) arrays still in memory (sample_id -> pair), stored."""
     manifest = manifest.copy()
     for name in COUNTERFACTUALS:
         manifest[f"cf_{name}_key"] = ""
     test = manifest.index[manifest["split"] == "test"]
-    samples = [(store.load(manifest.at[i, "variant_image_key"]), store.load(manifest.at[i, "mask_key"], "L"),
-                int(manifest.at[i, "looks"])) for i in test]
+    samples = [(*arrays[manifest.at[i, "sample_id"]], int(manifest.at[i, "looks"])) for i in test]
     if not samples:
         return manifest
     for name, images in build_counterfactuals(samples, seed).sets().items():

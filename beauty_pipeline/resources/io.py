@@ -19,20 +19,23 @@ def partition_slug(key: str) -> str:
     return key.replace("|", "__").replace("/", "_")
 
 
+def manifest_stem(root: Path, asset_path: list[str], partition: str | None) -> Path:
+    """manifests/<asset>/<partition or 'latest'>, without the .parquet/.json suffix."""
+    return root / "manifests" / "/".join(asset_path) / (partition_slug(partition) if partition
+                                                         else "latest")
+
+
 class ManifestIOManager(ConfigurableIOManager):
     """manifests/<asset>/<partition>.parquet|json: readable by people and other tools."""
 
     root: str = Field(default_factory=lambda: str(data_root()))
 
-    def _base(self, context: InputContext | OutputContext) -> Path:
-        return data_root(self.root) / "manifests" / "/".join(context.asset_key.path)
-
-    def _file(self, base: Path, partition: str | None) -> Path:
-        return base / (partition_slug(partition) if partition else "latest")
+    def _file(self, context: InputContext | OutputContext, partition: str | None) -> Path:
+        return manifest_stem(data_root(self.root), context.asset_key.path, partition)
 
     def handle_output(self, context: OutputContext, obj) -> None:
         partition = context.partition_key if context.has_asset_partitions else None
-        target = self._file(self._base(context), partition)
+        target = self._file(context, partition)
         if isinstance(obj, pd.DataFrame):
             write_parquet(obj, target.with_suffix(".parquet"))
         elif isinstance(obj, dict):
@@ -48,15 +51,14 @@ class ManifestIOManager(ConfigurableIOManager):
         raise FileNotFoundError(f"{path}.parquet|json has not been materialized")
 
     def load_input(self, context: InputContext):
-        base = self._base(context)
         if not context.has_asset_partitions:
-            return self._read(self._file(base, None))
+            return self._read(self._file(context, None))
         keys = context.asset_partition_keys
         if typing.get_origin(context.dagster_type.typing_type) is dict:
             found, missing = {}, []
             for key in keys:  # partitions never materialized are left out, and said so once
                 try:
-                    found[key] = self._read(self._file(base, key))
+                    found[key] = self._read(self._file(context, key))
                 except FileNotFoundError:
                     missing.append(key)
             if missing:
@@ -66,4 +68,4 @@ class ManifestIOManager(ConfigurableIOManager):
             return found
         if len(keys) != 1:
             raise ValueError(f"expected one upstream partition, got {len(keys)}")
-        return self._read(self._file(base, keys[0]))
+        return self._read(self._file(context, keys[0]))
