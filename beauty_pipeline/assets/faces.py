@@ -70,12 +70,16 @@ def photos_source(photos: pd.DataFrame) -> str:
     return "demo" if urls.str.startswith("synthetic:").any() else "local"
 
 
+# what a reader needs to see why a photo was dropped (angles for non-frontal ones)
+PREVIEW_COLUMNS = ["image_key", "drop_reason", "detail", "yaw", "pitch", "roll", "face_region_source"]
+
+
 def face_output(faces: pd.DataFrame, storage: StudyStorage) -> Output[pd.DataFrame]:
     """The face manifest with its counts, drop reasons and a thumbnail strip of kept crops."""
     kept = faces[faces["drop_reason"] == ""]
     metadata = {"kept": len(kept), "dropped": counts_by(faces[faces["drop_reason"] != ""],
                                                         "drop_reason"),
-                "preview": table_md(faces[["image_key", "drop_reason", "face_region_source"]])}
+                "preview": table_md(faces[[c for c in PREVIEW_COLUMNS if c in faces]])}
     if len(kept):
         metadata["kept_crops"] = image_strip_md(
             [storage.images.load(k) for k in kept["image_key"].head(8)], "kept crops")
