@@ -14,9 +14,12 @@ from pathlib import Path
 
 from dagster import BetaWarning, PreviewWarning
 
-from beauty_pipeline.explain.verdict import verdict as shortcut_verdict
-from beauty_pipeline.settings import BACKGROUNDS, HOME_ENV, MODELS
-from beauty_pipeline.study_run import DemoPlan
+for _category in (UserWarning, BetaWarning, PreviewWarning):  # notices, not problems of the run
+    warnings.filterwarnings("ignore", category=_category)
+
+from beauty_pipeline.explain.verdict import verdict as shortcut_verdict  # noqa: E402
+from beauty_pipeline.settings import BACKGROUNDS, HOME_ENV, MODELS  # noqa: E402
+from beauty_pipeline.study_run import DemoPlan  # noqa: E402
 
 DAGSTER_YAML = Path(__file__).resolve().parent.parent / "dagster.yaml"
 
@@ -81,8 +84,6 @@ def results_table(partitions: dict[str, dict]) -> str:
 
 
 def run_demo(args: argparse.Namespace) -> int:
-    for category in (UserWarning, BetaWarning, PreviewWarning):  # notices, not problems of the run
-        warnings.filterwarnings("ignore", category=category)
     logging.getLogger("mlflow").setLevel(logging.WARNING)
     home = Path(args.home).expanduser().resolve()
     env = demo_environment(args, home)
