@@ -88,5 +88,10 @@ class ImageStore:
         with Image.open(self.path(key)) as image:
             return np.asarray(image.convert(mode))
 
+    def size(self, key: str) -> tuple[int, int]:
+        """(height, width) of a stored image from its header alone, without decoding pixels."""
+        with Image.open(self.path(key)) as image:
+            return image.size[1], image.size[0]
+
     def exists(self, key: str) -> bool:
         return self.path(key).exists()

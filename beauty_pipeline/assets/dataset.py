@@ -21,7 +21,9 @@ DATASET_COLUMNS = ["sample_id", "image_key", "split", "looks", "person"]
 class DatasetConfig(Config):
     """How the study set is split and balanced."""
 
-    test_fraction: float = 0.2
+    test_fraction: float = Field(default=0.2, gt=0, lt=1)
+    val_fraction: float = Field(default=0.1, ge=0, lt=1,
+                                description="Identity-grouped validation split carved from train")
     seed: int = 0
     flip_upsample: bool = Field(default=True, description="Mirror celebrity train images only")
     balance: bool = True
@@ -49,8 +51,9 @@ def face_dataset(context: AssetExecutionContext, config: DatasetConfig,
     celebrity = [f for person, f in celebrity_faces.items() if person in current]
     faces = pd.concat([*celebrity, fairface_faces], ignore_index=True)
     faces = faces[faces["drop_reason"] == ""].reset_index(drop=True)
-    settings = SplitSettings(config.test_fraction, config.seed, config.flip_upsample,
-                             config.balance)
+    settings = SplitSettings(test_fraction=config.test_fraction, val_fraction=config.val_fraction,
+                             seed=config.seed, flip_upsample=config.flip_upsample,
+                             balance=config.balance)
     study = build_study_set(faces, storage.images, settings,
                             duplicate_groups(faces, config.dedup_threshold))
     labels_path = storage.folder("outputs", "face_dataset") / "labels.csv"
@@ -61,6 +64,7 @@ def face_dataset(context: AssetExecutionContext, config: DatasetConfig,
         "dataset_version": version, "rows": len(study),
         "by_split_and_class": counts_by(study, "split", "looks"),
         "persons_train": int(study.loc[study["split"] == "train", "person"].nunique()),
+        "persons_val": int(study.loc[study["split"] == "val", "person"].nunique()),
         "persons_test": int(study.loc[study["split"] == "test", "person"].nunique()),
         "flipped_train_images": int(study["flipped"].sum()),
         "persons_missing_faces": MetadataValue.json(missing),

@@ -15,6 +15,7 @@ class SplitSettings:
     """How the study set is drawn; the seed makes it reproducible."""
 
     test_fraction: float = 0.2
+    val_fraction: float = 0.1  # identity-grouped, carved from train: for anything tuned
     seed: int = 0
     flip_upsample: bool = True
     balance: bool = True
@@ -43,22 +44,27 @@ def leakage_groups(frame: pd.DataFrame, duplicate_group: pd.Series | None = None
     return codes
 
 
+SPLITS = ("train", "val", "test")
+
+
 def grouped_split(frame: pd.DataFrame, groups: np.ndarray, settings: SplitSettings) -> pd.Series:
-    """Assign whole groups to test per class until about test_fraction of each class is test."""
+    """Assign whole groups per class to test, then val, until each holds about its fraction."""
     rng = np.random.default_rng(settings.seed)
     split = pd.Series("train", index=frame.index)
     for looks in sorted(frame["looks"].unique()):
         in_class = (frame["looks"] == looks).to_numpy()
         class_groups = np.unique(groups[in_class])
         rng.shuffle(class_groups)
-        target = settings.test_fraction * in_class.sum()
-        taken = 0
-        for group in class_groups:
-            if taken >= target:
-                break
-            members = groups == group
-            split[members] = "test"
-            taken += members[in_class].sum()
+        queue = iter(class_groups)
+        for side, fraction in (("test", settings.test_fraction), ("val", settings.val_fraction)):
+            target, taken = fraction * in_class.sum(), 0
+            while taken < target:
+                group = next(queue, None)
+                if group is None:
+                    break
+                members = groups == group
+                split[members] = side
+                taken += members[in_class].sum()
     return split
 
 
@@ -102,8 +108,10 @@ def build_study_set(faces: pd.DataFrame, store: ImageStore, settings: SplitSetti
                          flipped=False, source_image_key=faces["image_key"])
     rng = np.random.default_rng(settings.seed + 1)
     parts = []
-    for side in ("train", "test"):
+    for side in SPLITS:
         part = faces[faces["split"] == side]
+        if part.empty:
+            continue
         if side == "train" and settings.flip_upsample:
             celebrity = part[part["looks"] == 1]
             deficit = int((part["looks"] == 0).sum() - len(celebrity))
@@ -114,7 +122,9 @@ def build_study_set(faces: pd.DataFrame, store: ImageStore, settings: SplitSetti
                 part = pd.concat([part, mirrored], ignore_index=True)
         parts.append(balance_split(part, rng) if settings.balance else part)
     study = pd.concat(parts, ignore_index=True)
-    study = study.sort_values(["split", "looks", "image_key"], kind="stable").reset_index(drop=True)
+    order = {side: i for i, side in enumerate(SPLITS)}
+    study = study.sort_values(["split", "looks", "image_key"], key=lambda c: c.map(order)
+                              if c.name == "split" else c, kind="stable").reset_index(drop=True)
     study.insert(0, "sample_id", np.arange(len(study)))
     return study
 

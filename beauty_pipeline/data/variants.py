@@ -14,11 +14,14 @@ from beauty_pipeline.data.backgrounds import (
     mask_is_plausible,
     on_white,
 )
-from beauty_pipeline.data.split import balance_split
-from beauty_pipeline.explain.counterfactual import build_counterfactuals
+from beauty_pipeline.data.counterfactual import (
+    COUNTERFACTUALS,
+    TestSample,
+    build_counterfactuals,
+    neutral_colour,
+)
+from beauty_pipeline.data.split import SPLITS, balance_split
 from beauty_pipeline.storage import ImageStore, frame_digest
-
-COUNTERFACTUALS = ("face_only", "background_only", "swapped")
 
 
 @dataclass(frozen=True)
@@ -66,8 +69,9 @@ def build_variant(study: pd.DataFrame, background: str, store: ImageStore, segme
         reason=[v[1] for v in verdicts if not v[0]])
     images = {i: store.load(study.at[i, "image_key"]) for i in np.flatnonzero(ok)}
     rng = np.random.default_rng(settings.seed)
-    plates = {i: background_plate(images[i], masks[i]) for i in images} if background == "random" \
-        else {}
+    # plates of the original photos: every random-variant image needs one, the audit the test ones
+    plated = [i for i in images if background == "random" or study.at[i, "split"] == "test"]
+    plates = {i: background_plate(images[i], masks[i]) for i in plated}
     rows, arrays = [], {}
     for i, image in images.items():
         record = study.iloc[i].to_dict()
@@ -75,16 +79,17 @@ def build_variant(study: pd.DataFrame, background: str, store: ImageStore, segme
         if background == "white":
             image = on_white(image, mask)
         elif background == "random":
-            pool = [j for j in plates if study.at[j, "split"] == record["split"] and j != i]
+            pool = [j for j in plated if study.at[j, "split"] == record["split"] and j != i]
             plate_index = pool[int(rng.integers(len(pool)))]
             record["plate_sample_id"] = int(study.at[plate_index, "sample_id"])
             image = composite(image, mask, plates[plate_index])
         record.update(variant_image_key=store.put_array(image), mask_key=store.put_array(mask),
                       mask_backend=backends[i], mask_fraction=mask_fraction(mask))
         rows.append(record)
-        arrays[record["sample_id"]] = (image, mask)
+        arrays[record["sample_id"]] = (image, mask, plates.get(i))
     manifest = pd.DataFrame(rows)
-    parts = [balance_split(manifest[manifest["split"] == side], rng) for side in ("train", "test")]
+    parts = [balance_split(manifest[manifest["split"] == side], rng) for side in SPLITS
+             if (manifest["split"] == side).any()]
     manifest = pd.concat(parts).sort_values("sample_id").reset_index(drop=True)
     manifest = add_counterfactuals(manifest, arrays, store, settings.seed)
     return VariantResult(manifest, dropped.reset_index(drop=True), segmenter_label(backends))
@@ -97,17 +102,27 @@ def segmenter_label(backends: list[str]) -> str:
 
 def add_counterfactuals(manifest: pd.DataFrame, arrays: dict, store: ImageStore,
                         seed: int) -> pd.DataFrame:
-    """Face-only, background-only and swapped versions of every test image, from the variant's
-    (image, mask) arrays still in memory (sample_id -> pair), stored."""
+    """The four counterfactual versions of every test image, stored, from the variant's arrays
+    still in memory (sample_id -> (image, mask, original plate)); the neutral plate's colour comes
+    from the train images' backgrounds."""
     manifest = manifest.copy()
     for name in COUNTERFACTUALS:
         manifest[f"cf_{name}_key"] = ""
     test = manifest.index[manifest["split"] == "test"]
-    samples = [(*arrays[manifest.at[i, "sample_id"]], int(manifest.at[i, "looks"])) for i in test]
-    if not samples:
+    if not len(test):
         return manifest
-    for name, images in build_counterfactuals(samples, seed).sets().items():
+    train = [arrays[s] for s in manifest.loc[manifest["split"] == "train", "sample_id"]]
+    neutral = neutral_colour([a[0] for a in train], [a[1] for a in train]) if train else \
+        np.full(3, 128, np.uint8)
+    samples = [TestSample(*arrays[manifest.at[i, "sample_id"]], int(manifest.at[i, "looks"]),
+                          str(manifest.at[i, "person"])) for i in test]
+    built = build_counterfactuals(samples, neutral, seed)
+    for name, images in built.sets.items():
         manifest.loc[test, f"cf_{name}_key"] = [store.put_array(image) for image in images]
+    manifest.loc[test, "cf_same_partner"] = manifest.loc[test, "sample_id"].to_numpy()[
+        built.same_partner]
+    manifest.loc[test, "cf_other_partner"] = manifest.loc[test, "sample_id"].to_numpy()[
+        built.other_partner]
     return manifest
 
 

@@ -1,4 +1,13 @@
-"""Procedural faces with exact masks, a planted background shortcut and a weaker facial signal."""
+"""Procedural faces with exact masks, one planted shortcut family and a weaker facial signal.
+
+The planted family (DemoSpec.planted) follows the class with probability `shortcut`:
+- background: studio backdrop (celebrity) vs cluttered snapshot (ordinary);
+- quality: sharp (celebrity) vs resampled to a third of the side (ordinary);
+- geometry: tight crop, face 1.35x larger in the frame (celebrity) vs the usual crop;
+- colour: warm cast (celebrity) vs cool cast (ordinary);
+- none: the negative control, no shortcut at all.
+Every other family is drawn independently of the class (backgrounds 50/50 studio or cluttered).
+"""
 
 from __future__ import annotations
 
@@ -7,6 +16,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from beauty_pipeline.data.families import down_up, zoom
 from beauty_pipeline.data.schema import FAIRFACE_AGES, FAIRFACE_GENDERS, FAIRFACE_RACES
 
 SKIN_BY_RACE = {
@@ -16,6 +26,10 @@ SKIN_BY_RACE = {
 }
 HAIR = [(30, 22, 16), (90, 60, 30), (200, 170, 110), (140, 40, 20), (60, 60, 60), (15, 15, 15)]
 SUPERSAMPLE = 4
+PLANTED = ("background", "quality", "geometry", "colour", "none")
+DEGRADED_FACTOR = 1 / 3  # quality world: ordinary-style photos keep a third of the resolution
+TIGHT_CROP = 1.35  # geometry world: celebrity-style photos show the face this much larger
+COLOUR_CAST = 22  # colour world: red up / blue down (warm) or the reverse (cool), in levels
 
 
 @dataclass(frozen=True)
@@ -27,8 +41,13 @@ class DemoSpec:
     photos_per_person: int = 6
     ordinary: int = 180
     seed: int = 0
-    shortcut: float = 0.95  # chance a photo's background style follows its class
+    shortcut: float = 0.95  # chance a photo's planted cue follows its class
     face_signal: float = 0.85  # chance a face's look (smile, big eyes, blush) follows its class
+    planted: str = "background"  # which shortcut family follows the class (PLANTED)
+
+    def __post_init__(self):
+        if self.planted not in PLANTED:
+            raise ValueError(f"planted={self.planted!r}; expected one of {PLANTED}")
 
 
 @dataclass(frozen=True)
@@ -172,11 +191,35 @@ def follows_class(rng: np.random.Generator, looks: int, strength: float) -> bool
     return bool(looks == 1) == follows
 
 
+def plant(face: DemoFace, family: str, celebrity_style: bool) -> DemoFace:
+    """Apply a non-background family's class-typical look to a rendered photo."""
+    if family == "quality" and not celebrity_style:
+        return DemoFace(down_up(face.image, DEGRADED_FACTOR), face.face_mask, face.person_mask,
+                        face.face_box, face.studio)
+    if family == "geometry" and celebrity_style:
+        x0, y0, x1, y1 = face.face_box
+        cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+        box = tuple(float(TIGHT_CROP * (v - c) + c) for v, c in ((x0, cx), (y0, cy), (x1, cx), (y1, cy)))
+        return DemoFace(zoom(face.image, TIGHT_CROP, (cx, cy)),
+                        zoom(face.face_mask, TIGHT_CROP, (cx, cy)),
+                        zoom(face.person_mask, TIGHT_CROP, (cx, cy)), box, face.studio)
+    if family == "colour":
+        sign = 1 if celebrity_style else -1
+        shifted = face.image.astype(np.int16)
+        shifted[..., 0] += sign * COLOUR_CAST
+        shifted[..., 2] -= sign * COLOUR_CAST
+        return DemoFace(np.clip(shifted, 0, 255).astype(np.uint8), face.face_mask,
+                        face.person_mask, face.face_box, face.studio)
+    return face
+
+
 def draw_photo(rng: np.random.Generator, who: Identity, looks: int, spec: DemoSpec) -> DemoFace:
-    """The planted shortcut (studio vs snapshot) is stronger than the true facial signal."""
-    studio = follows_class(rng, looks, spec.shortcut)
+    """The planted cue follows the class more often than the true facial signal does."""
+    cue = follows_class(rng, looks, spec.shortcut)
     glamour = follows_class(rng, looks, spec.face_signal)
-    return render_face(rng, who, glamour, studio, spec.image_size)
+    studio = cue if spec.planted == "background" else bool(rng.random() < 0.5)
+    face = render_face(rng, who, glamour, studio, spec.image_size)
+    return plant(face, spec.planted, cue)
 
 
 def demo_identity(spec: DemoSpec, name: str) -> Identity:

@@ -23,7 +23,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-ALIGNED_PRIOR_BOX = (1 / 6, 1 / 6, 5 / 6, 5 / 6)  # x0, y0, x1, y1 as fractions of the crop
+from beauty_pipeline.vision.crop import ALIGNED_PRIOR_BOX
+
 SOURCES = ("known_mask", "detection", "aligned_prior")
 
 
@@ -88,11 +89,16 @@ def face_region_mask(
 def face_regions(
     rows: Iterable[Mapping],
     shape: tuple[int, int],
-    image_shape: tuple[int, int] | None = None,
+    image_shapes: Sequence[tuple[int, int]] | tuple[int, int] | None = None,
     load_mask: Callable[[str], np.ndarray] | None = None,
 ) -> tuple[np.ndarray, list[str]]:
-    """Stacked (N, H, W) face regions for manifest rows (e.g. ``frame.to_dict("records")``)."""
-    pairs = [face_region_mask(row, shape, image_shape, load_mask) for row in rows]
+    """Stacked (N, H, W) face regions for manifest rows (e.g. ``frame.to_dict("records")``);
+    `image_shapes` is one stored (H, W) per row, or one for all rows."""
+    rows = list(rows)
+    if image_shapes is None or (len(image_shapes) == 2 and isinstance(image_shapes[0], int)):
+        image_shapes = [image_shapes] * len(rows)
+    pairs = [face_region_mask(row, shape, image_shape, load_mask)
+             for row, image_shape in zip(rows, image_shapes, strict=True)]
     if not pairs:
         return np.zeros((0, *shape), np.float32), []
     return np.stack([m for m, _ in pairs]), [s for _, s in pairs]

@@ -1,4 +1,9 @@
-"""Batched Captum Grad-CAM that back-propagates only from the logits to the target layer."""
+"""Batched Captum Grad-CAM of the contrastive score, back-propagated only to the target layer.
+
+The score explained is logit(class) - mean(logits of the other classes): what makes the model
+prefer this class. The raw logit would also light up whatever raises every logit alike (that a
+person is present at all), which ranks face-using models *below* background-using ones.
+"""
 
 from __future__ import annotations
 
@@ -45,21 +50,28 @@ def inference_only(model: nn.Module) -> Iterator[nn.Module]:
             module.training = mode
 
 
-class _ScoreOfPredicted(nn.Module):
-    """Keeps the logits and returns each row's top logit: target = predicted in one pass."""
+class _ContrastiveScore(nn.Module):
+    """Keeps the logits and returns each row's contrastive score for its target class."""
 
-    def __init__(self, model: nn.Module, choose_predicted: bool):
+    def __init__(self, model: nn.Module):
         super().__init__()
         self.model = model
-        self.choose_predicted = choose_predicted
         self.logits: list[Tensor] = []
+        self.targets: Tensor | None = None  # None: the predicted class
 
     def forward(self, images: Tensor) -> Tensor:
         logits = self.model(images)
         self.logits.append(logits.detach())
-        if not self.choose_predicted:
-            return logits
-        return logits.gather(1, logits.argmax(dim=1, keepdim=True)).squeeze(1)
+        return contrastive_score(logits, self.targets)
+
+
+def contrastive_score(logits: Tensor, targets: Tensor | None = None) -> Tensor:
+    """logit(target) - mean(other logits), per row; target = the predicted class when None."""
+    if targets is None:
+        targets = logits.argmax(dim=1)
+    chosen = logits.gather(1, targets.view(-1, 1)).squeeze(1)
+    others = (logits.sum(dim=1) - chosen) / max(1, logits.shape[1] - 1)
+    return chosen - others
 
 
 def explain(
@@ -69,7 +81,7 @@ def explain(
     target: Target | Tensor = "predicted",
     batch_size: int = 32,
 ) -> GradCamResult:
-    """Grad-CAM for the predicted class or given targets, plus logits, in one forward per batch.
+    """Contrastive Grad-CAM for the predicted class or given targets, plus logits, in one forward.
 
     `images` are normalised model inputs (N, 3, H, W); `target` is "predicted" or an int tensor (N,)
     (e.g. the true labels). Parameters get no gradients: only the layer's activations do.
@@ -77,23 +89,22 @@ def explain(
     if isinstance(target, str):
         if target != "predicted":
             raise ValueError("target must be 'predicted' or a tensor of class indices")
-        choose_predicted, target_tensor = True, None
+        target_tensor = None
     else:
-        choose_predicted, target_tensor = False, torch.as_tensor(target, dtype=torch.long)
+        target_tensor = torch.as_tensor(target, dtype=torch.long)
         if target_tensor.shape != (len(images),):
             raise ValueError(f"targets shape {tuple(target_tensor.shape)} != ({len(images)},)")
     device = next(model.parameters()).device
-    scorer = _ScoreOfPredicted(model, choose_predicted)
+    scorer = _ContrastiveScore(model)
     cam = LayerGradCam(scorer, layer)
     size = tuple(images.shape[-2:])
     heatmaps: list[np.ndarray] = []
     with inference_only(model):
         for start in range(0, len(images), batch_size):
             batch = images[start:start + batch_size].detach().to(device)
-            batch_target = None
-            if target_tensor is not None:
-                batch_target = target_tensor[start:start + batch_size].to(device)
-            coarse = cam.attribute(batch, target=batch_target, relu_attributions=True)
+            scorer.targets = None if target_tensor is None else \
+                target_tensor[start:start + batch_size].to(device)
+            coarse = cam.attribute(batch, relu_attributions=True)
             upsampled = LayerAttribution.interpolate(coarse.detach(), size, "bilinear")
             heatmaps.append(upsampled[:, 0].float().cpu().numpy())
     logits = torch.cat(scorer.logits).float().cpu().numpy() if scorer.logits else np.zeros((0, 0))

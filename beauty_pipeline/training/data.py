@@ -23,10 +23,10 @@ class SplitArrays:
 def split_arrays(manifest: pd.DataFrame, store: ImageStore, size: int, cache_dir: Path,
                  key_column: str = "variant_image_key", label_column: str = "looks",
                  ) -> dict[str, SplitArrays]:
-    """Train and test arrays from one memory-mapped cache of the whole manifest."""
+    """Train, val and test arrays from one memory-mapped cache of the whole manifest."""
     images = decoded_images(manifest[key_column].tolist(), store, size, cache_dir)
     out = {}
-    for side in ("train", "test"):
+    for side in ("train", "val", "test"):
         index = np.flatnonzero((manifest["split"] == side).to_numpy())
         out[side] = SplitArrays(images[index], manifest[label_column].to_numpy()[index])
     return out

@@ -27,6 +27,8 @@ class EpochMetrics:
     train_accuracy: float
     test_loss: float
     test_accuracy: float
+    val_loss: float
+    val_accuracy: float
     epoch_seconds: float
     images_per_second: float
 
@@ -42,6 +44,11 @@ class Objective:
 
     def correct(self, logits: torch.Tensor, targets: torch.Tensor) -> float:
         return float((logits.argmax(1) == targets).sum())
+
+
+def seeded(seed: int) -> torch.Generator:
+    """Seed torch's global generator before a model is built, so initial weights are reproducible."""
+    return torch.manual_seed(seed)
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -87,7 +94,9 @@ def predict_logits(model: nn.Module, images: np.ndarray, batch_size: int = 64,
 @torch.no_grad()
 def evaluate(model: nn.Module, images: np.ndarray, targets: np.ndarray, objective: Objective,
              batch_size: int, device: torch.device) -> tuple[float, float]:
-    """Mean loss and accuracy on a held-out set."""
+    """Mean loss and accuracy on a held-out set (NaN for an empty one)."""
+    if images is None or len(images) == 0:
+        return float("nan"), float("nan")
     logits = torch.as_tensor(predict_logits(model, images, batch_size, device))
     labels = torch.as_tensor(np.asarray(targets))
     return float(objective.loss(logits, labels)), objective.correct(logits, labels) / len(labels)
@@ -120,8 +129,14 @@ def train(model: nn.Module, train_images: np.ndarray, train_targets: np.ndarray,
           test_images: np.ndarray, test_targets: np.ndarray, settings: TrainSettings,
           checkpoints: EpochCheckpoints | None = None,
           on_epoch: Callable[[EpochMetrics], None] | None = None,
-          objective: Objective | None = None, extra_state: dict | None = None) -> list[EpochMetrics]:
-    """Adam training for settings.epochs, resuming after the last checkpointed epoch."""
+          objective: Objective | None = None, extra_state: dict | None = None,
+          val_images: np.ndarray | None = None, val_targets: np.ndarray | None = None,
+          ) -> list[EpochMetrics]:
+    """Adam training for settings.epochs, resuming after the last checkpointed epoch.
+
+    Build the model under `seeded(settings.seed)` so its initial weights are reproducible too;
+    the validation split (identity-grouped, from train) is what anything tuned may look at.
+    """
     objective = objective or Objective()
     device = resolve_device(settings.device)
     if settings.threads:
@@ -146,10 +161,12 @@ def train(model: nn.Module, train_images: np.ndarray, train_targets: np.ndarray,
         train_loss, train_acc = train_epoch(model, train_images, train_targets, objective,
                                             optimizer, scaler, settings, device, generator)
         seconds = time.perf_counter() - started
-        test_loss, test_acc = evaluate(model, test_images, test_targets, objective,
-                                       max(settings.batch_size, 64), device)
-        metrics = EpochMetrics(epoch, train_loss, train_acc, test_loss, test_acc, seconds,
-                               len(train_images) / seconds)
+        eval_batch = max(settings.batch_size, 64)
+        test_loss, test_acc = evaluate(model, test_images, test_targets, objective, eval_batch,
+                                       device)
+        val_loss, val_acc = evaluate(model, val_images, val_targets, objective, eval_batch, device)
+        metrics = EpochMetrics(epoch, train_loss, train_acc, test_loss, test_acc, val_loss, val_acc,
+                               seconds, len(train_images) / seconds)
         history.append(metrics)
         if checkpoints:
             checkpoints.save(epoch, {"model": model.state_dict(),

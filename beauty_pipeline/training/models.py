@@ -22,9 +22,9 @@ GRADCAM_LAYERS = {
     "efficientnet_b0": "conv_head",
 }
 # Earlier stages, deepest first, for inputs so small that the last stage is 1x1 or 2x2.
-_RESNET_STAGES = ("layer4", "layer3", "layer2")
+_RESNET_STAGES = ("layer4", "layer3", "layer2", "layer1")
 GRADCAM_FALLBACKS = {name: _RESNET_STAGES for name in GRADCAM_LAYERS if "resnet" in name}
-GRADCAM_FALLBACKS["efficientnet_b0"] = ("conv_head", "blocks.4", "blocks.2")
+GRADCAM_FALLBACKS["efficientnet_b0"] = ("conv_head", "blocks.4", "blocks.2", "blocks.1")
 
 
 def build_model(name: str, num_classes: int = 2) -> nn.Module:
@@ -59,11 +59,12 @@ def gradcam_layer(model: nn.Module, name: str) -> nn.Module:
 
 
 @torch.no_grad()
-def gradcam_layer_for_size(model: nn.Module, name: str, image_size: int, min_side: int = 4) -> str:
+def gradcam_layer_for_size(model: nn.Module, name: str, image_size: int, min_side: int = 7) -> str:
     """Deepest stage whose feature map is at least min_side wide at this input size.
 
-    At the study's 224 px that is the last stage (7x7); a 64 px demo image would give a 2x2 map
-    there, too coarse to tell a face from its background, so an earlier stage is used.
+    7 is the study's own map: the last stage at 224 px. A 48 px demo image gives 2x2 there and 6x6
+    one stage up, too coarse to tell a face from its background (FaceMass then ranked a face
+    model below a background model on known answers), so the deepest stage at 7x7 or finer is used.
     """
     sides: dict[str, int] = {}
     hooks = [model.get_submodule(stage).register_forward_hook(

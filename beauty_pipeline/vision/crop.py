@@ -7,6 +7,10 @@ import numpy as np
 
 Box = tuple[float, float, float, float]
 
+# Face box of an aligned crop without a detection (FairFace style: dlib alignment with padding
+# 0.25, so the face spans the central 1 / (1 + 2 * 0.25) = 2/3 of each side), as fractions.
+ALIGNED_PRIOR_BOX = (1 / 6, 1 / 6, 5 / 6, 5 / 6)
+
 
 def square_region(box: Box, margin: float) -> Box:
     """The square around a face box: its larger side plus `margin` of it on every side."""

@@ -15,7 +15,7 @@ import pandas as pd
 from beauty_pipeline.data.schema import conform
 from beauty_pipeline.modelfiles import YUNET, obtain_model_file
 from beauty_pipeline.storage import ImageStore
-from beauty_pipeline.vision.crop import square_crop
+from beauty_pipeline.vision.crop import ALIGNED_PRIOR_BOX, square_crop
 from beauty_pipeline.vision.decode import DEFAULT_MAX_PIXELS, ImageDecodeError, decode_image
 from beauty_pipeline.vision.dedup import DEFAULT_THRESHOLD as DEDUP_THRESHOLD
 from beauty_pipeline.vision.dedup import near_duplicate_groups, phash
@@ -143,8 +143,9 @@ def _process_one(row_id, key: str, as_is: bool, store: ImageStore, config: FaceC
 
 
 def _aligned_prior(width: int, height: int) -> tuple[float, float, float, float]:
-    """Face box of a FairFace-style aligned crop when the detector finds none: the centre 90%."""
-    return (0.05 * width, 0.05 * height, 0.95 * width, 0.95 * height)
+    """Face box of a FairFace-style aligned crop when the detector finds none (DESIGN.md §2)."""
+    x0, y0, x1, y1 = ALIGNED_PRIOR_BOX
+    return (x0 * width, y0 * height, x1 * width, y1 * height)
 
 
 def _process_batch(batch: list[tuple], store_root: str, config_items: dict,
