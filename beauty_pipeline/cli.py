@@ -1,4 +1,4 @@
-"""The `beauty-pipeline` command: run the synthetic demo end to end, print where to look next."""
+"""The `beauty-pipeline` command: the synthetic demo end to end, and the shortcut zoo."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from dagster import BetaWarning, PreviewWarning
 for _category in (UserWarning, BetaWarning, PreviewWarning):  # notices, not problems of the run
     warnings.filterwarnings("ignore", category=_category)
 
-from beauty_pipeline.explain.verdict import verdict as shortcut_verdict  # noqa: E402
+from beauty_pipeline.demo.zoo import WORLDS, ZooSettings  # noqa: E402
 from beauty_pipeline.settings import BACKGROUNDS, HOME_ENV, MODELS  # noqa: E402
 from beauty_pipeline.study_run import DemoPlan  # noqa: E402
 
@@ -41,6 +41,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     demo.add_argument("--batch-size", type=int, default=DemoPlan.batch_size)
     demo.add_argument("--learning-rate", type=float, default=DemoPlan.learning_rate)
     demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--seeds", type=int, default=DemoPlan.seeds,
+                      help="training repeats per partition (mean and spread reported)")
+    zoo = sub.add_parser("zoo", help="plant each shortcut family in its own synthetic world, train "
+                                     "and audit a small model in each; the audit must name it")
+    zoo.add_argument("--home", default=os.environ.get(HOME_ENV, "demo-data"),
+                     help="data root; zoo.json is written there")
+    zoo.add_argument("--worlds", nargs="+", default=list(WORLDS), choices=list(WORLDS))
+    for name in ("model", "image_size", "persons", "photos_per_person", "ordinary", "epochs",
+                 "batch_size", "learning_rate", "seed"):
+        default = getattr(ZooSettings, name)
+        zoo.add_argument(f"--{name.replace('_', '-')}", type=type(default), default=default)
     return parser.parse_args(argv)
 
 
@@ -62,24 +73,32 @@ def demo_environment(args: argparse.Namespace, home: Path) -> dict[str, str]:
     }
 
 
+def _interval(result: dict, name: str, signed: bool = False) -> str:
+    value = result.get(name)
+    if value is None:
+        return ""
+    low, high = result.get(f"{name}_ci_low"), result.get(f"{name}_ci_high")
+    fmt = "+.2f" if signed else ".2f"
+    return f"{value:{fmt}} [{low:{fmt}},{high:{fmt}}]" if low is not None else f"{value:{fmt}}"
+
+
 def results_table(partitions: dict[str, dict]) -> str:
-    """One row per model x background: final accuracies and, when audited, FaceMass / BG-gap."""
-    header = f"{'model/background':<30} {'train acc':>9} {'test acc':>8} {'FaceMass':>8} " \
-             f"{'BG-gap':>7}  verdict"
+    """One row per model x background: accuracies and the audit's effects with 95% intervals."""
+    columns = (("test acc", "acc_original", False), ("face-only", "acc_face_only", False),
+               ("BG-gap", "bg_gap", True), ("quality", "family_quality_drop", True),
+               ("geometry", "family_geometry_drop", True), ("colour", "family_colour_drop", True))
+    header = f"{'model/background':<28} {'val':>5} " + \
+        " ".join(f"{title:>20}" for title, _, _ in columns) + f" {'lift':>5}  verdict"
     lines = [header, "-" * len(header)]
     for name, outputs in partitions.items():
         if "classifier" not in outputs:
             continue
         last = outputs["classifier"]["history"][-1]
         audit = outputs.get("shortcut_audit") or {}
-        cam = outputs.get("gradcam") or {}
-        face_mass = cam.get("face_mass")
-        gap = audit.get("bg_gap")
-        verdict = shortcut_verdict(face_mass, gap, audit.get("acc_background_only"),
-                                   acc_original=audit.get("acc_original")) if audit else ""
-        lines.append(f"{name:<30} {last['train_accuracy']:>9.3f} {last['test_accuracy']:>8.3f} "
-                     f"{'' if face_mass is None else f'{face_mass:.3f}':>8} "
-                     f"{'' if gap is None else f'{gap:+.3f}':>7}  {verdict}")
+        lift = (outputs.get("gradcam") or {}).get("face_mass_lift")
+        lines.append(f"{name:<28} {last['val_accuracy']:>5.2f} " +
+                     " ".join(f"{_interval(audit, key, signed):>20}" for _, key, signed in columns)
+                     + f" {'' if lift is None else f'{lift:.2f}':>5}  {audit.get('verdict', '')}")
     return "\n".join(lines)
 
 
@@ -103,7 +122,7 @@ def run_demo(args: argparse.Namespace) -> int:
                     photos_per_person=args.photos_per_person, ordinary=args.ordinary,
                     epochs=args.epochs, backbone_epochs=args.backbone_epochs,
                     batch_size=args.batch_size, learning_rate=args.learning_rate, seed=args.seed,
-                    log_level="WARNING")
+                    seeds=args.seeds, log_level="WARNING")
     print(f"beauty-pipeline demo: SYNTHETIC faces with a planted background shortcut, "
           f"{len(plan.models)} models x {len(plan.backgrounds)} backgrounds, "
           f"{plan.image_size} px, {plan.epochs} epochs -> {home}")
@@ -128,10 +147,29 @@ Open the MLflow UI on this data:
     return 0
 
 
+def run_zoo_command(args: argparse.Namespace) -> int:
+    from beauty_pipeline.demo.zoo import detection_matrix, run_zoo
+
+    home = Path(args.home).expanduser().resolve()
+    settings = ZooSettings(**{name: getattr(args, name) for name in ZooSettings.__dataclass_fields__})
+    print(f"beauty-pipeline zoo: {len(args.worlds)} SYNTHETIC worlds, one planted shortcut family "
+          f"each (none = negative control), {settings.model} at {settings.image_size} px -> {home}")
+    started = time.perf_counter()
+    results = run_zoo(home, args.worlds, settings, log=lambda line: print(f"  {line}", flush=True))
+    print()
+    print(detection_matrix(results))
+    right = sum(r["correct"] for r in results)
+    print(f"\n{right}/{len(results)} worlds answered as planted; "
+          f"{(time.perf_counter() - started) / 60:.1f} min; details in {home / 'zoo.json'}")
+    return 0 if right == len(results) else 1
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.command == "demo":
         return run_demo(args)
+    if args.command == "zoo":
+        return run_zoo_command(args)
     return 2
 
 

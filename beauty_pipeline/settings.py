@@ -61,12 +61,13 @@ class Profile:
     batch_size: int
     backbone_epochs: int
     learning_rate: float
+    seeds: int  # training repeats per classifier partition
 
 
 PROFILES = {
     # tiny synthetic images train from scratch in minutes only with a larger step than the study's
-    "demo": Profile("demo", "demo", "demo", "demo", "known", "auto", 48, 6, 16, 2, 1e-3),
-    "study": Profile("study", "", "bing", "fairface", "yunet", "rembg", 224, 10, 32, 10, 1e-4),
+    "demo": Profile("demo", "demo", "demo", "demo", "known", "auto", 48, 6, 16, 2, 1e-3, 1),
+    "study": Profile("study", "", "bing", "fairface", "yunet", "rembg", 224, 10, 32, 10, 1e-4, 3),
 }
 
 
@@ -78,7 +79,7 @@ def active_profile() -> Profile:
     base = PROFILES[name]
     overrides = {}
     for field_name, kind in (("image_size", int), ("epochs", int), ("batch_size", int),
-                             ("backbone_epochs", int), ("learning_rate", float)):
+                             ("backbone_epochs", int), ("learning_rate", float), ("seeds", int)):
         raw = os.environ.get(f"BEAUTY_PIPELINE_{field_name.upper()}")
         if raw:
             overrides[field_name] = kind(raw)

@@ -41,6 +41,7 @@ class DemoPlan:
     batch_size: int = PROFILES["demo"].batch_size
     learning_rate: float = PROFILES["demo"].learning_rate
     seed: int = 0
+    seeds: int = PROFILES["demo"].seeds
     log_level: str = "DEBUG"  # Dagster's console logger; the CLI shows warnings only
 
     def resources(self) -> dict:
@@ -64,7 +65,7 @@ class DemoPlan:
             "celebrity_faces": {"detector": "known"},
             "face_dataset": {"seed": self.seed},
             "fairface_backbone": {**train, "epochs": self.backbone_epochs, "checkpoint_path": ""},
-            "classifier": {**train, "epochs": self.epochs},
+            "classifier": {**train, "epochs": self.epochs, "seeds": self.seeds},
         }
         return {"ops": {k: {"config": configs[k]} for k in keys if k in configs},
                 "loggers": {"console": {"config": {"log_level": self.log_level}}}}

@@ -46,7 +46,8 @@ def test_dataset_manifests_are_consistent(tiny_pass):
         per_class = variant.groupby(["split", "looks"]).size().unstack()
         assert (per_class[0] == per_class[1]).all()
         test = variant[variant["split"] == "test"]
-        assert (test["cf_swapped_key"] != "").all()
+        for name in ("face_only", "background_only", "mixed_same", "mixed_other"):
+            assert (test[f"cf_{name}_key"] != "").all()
     white = manifest(plan, "face_dataset_variant", "white")
     row = white.iloc[0]
     image, mask = store.load(row["variant_image_key"]), store.load(row["mask_key"], "L")

@@ -1,6 +1,8 @@
-"""Group audit: Grad-CAM with FaceMass and the counterfactual BG-gap, per model x background."""
+"""Group audit: contrastive Grad-CAM with FaceMass, and every shortcut family's controlled probes
+with identity-bootstrap intervals and the verdict, per model x background."""
 
 import mlflow
+import pandas as pd
 from dagster import (
     AssetExecutionContext,
     Config,
@@ -10,14 +12,15 @@ from dagster import (
 )
 from pydantic import Field
 
-from beauty_pipeline.assets.common import CODE_VERSION, ON_INPUTS_CHANGED, png_md
+from beauty_pipeline.assets.common import CODE_VERSION, ON_INPUTS_CHANGED, png_md, table_md
 from beauty_pipeline.checks import (
     AUDIT_CHECKS,
     GRADCAM_CHECKS,
     background_shortcut,
     face_attention,
+    shortcut_verdict,
 )
-from beauty_pipeline.explain.audit import TrainedModel, counterfactual_accuracies, gradcam_audit
+from beauty_pipeline.explain import audit as audit_domain
 from beauty_pipeline.explain.plots import thumbnail_png
 from beauty_pipeline.partitions import VARIANT_OF_PARTITION, model_background_partitions
 from beauty_pipeline.resources import MlflowTracking, StudyStorage
@@ -27,10 +30,18 @@ class GradcamConfig(Config):
     """Which layer Grad-CAM reads, and how many per-image overlays to draw."""
 
     layer: str = Field(default="", description=(
-        "Module path; default: the last convolutional stage, or an earlier one when the input is so "
-        "small that the last stage is under 4x4"))
+        "Module path; default: the last convolutional stage, or the deepest one whose map is at "
+        "least 7x7 (the study's own map size at 224 px) when the input is smaller"))
     overlays: int = 8
     batch_size: int = 32
+    device: str = "auto"
+
+
+class AuditConfig(Config):
+    """Seed of the identity bootstrap and the batch size for the probes."""
+
+    bootstrap_seed: int = 0
+    batch_size: int = 64
     device: str = "auto"
 
 
@@ -39,30 +50,36 @@ def inline_png(path: str, caption: str, max_side: int = 480) -> MetadataValue:
     return png_md(thumbnail_png(path, max_side=max_side, max_bytes=60_000), caption)
 
 
-def trained_model(classifier: dict) -> TrainedModel:
-    return TrainedModel(classifier["model"], classifier["weights"], int(classifier["image_size"]))
+def trained_model(classifier: dict) -> audit_domain.TrainedModel:
+    weights = tuple(classifier.get("seed_weights") or [classifier["weights"]])
+    return audit_domain.TrainedModel(classifier["model"], weights, int(classifier["image_size"]))
+
+
+def numbers(result: dict) -> dict[str, float]:
+    """The float metrics of an audit result (MLflow takes numbers only)."""
+    return {k: float(v) for k, v in result.items()
+            if isinstance(v, float | int) and not isinstance(v, bool)}
 
 
 @asset(group_name="audit", partitions_def=model_background_partitions, code_version=CODE_VERSION,
        automation_condition=ON_INPUTS_CHANGED, ins=VARIANT_OF_PARTITION, check_specs=GRADCAM_CHECKS)
 def gradcam(context: AssetExecutionContext, config: GradcamConfig, classifier: dict,
             face_dataset_variant, storage: StudyStorage, mlflow_tracking: MlflowTracking):
-    """Class-average Grad-CAM heatmaps, per-image overlays and FaceMass (share of heat on the face)."""
+    """Class-average contrastive Grad-CAM heatmaps, overlays and FaceMass with 95% intervals."""
     background = classifier["background"]
-    result = gradcam_audit(trained_model(classifier), face_dataset_variant, storage.images,
+    result = audit_domain.gradcam_audit(trained_model(classifier), face_dataset_variant, storage.images,
                            storage.folder("cache"), storage.folder("outputs", "figures"), background,
                            config.layer, config.overlays, config.batch_size, config.device)
     result["mlflow_run_id"] = classifier["mlflow_run_id"]
     with mlflow_tracking.run("", {}, run_id=classifier["mlflow_run_id"]):
-        mlflow.log_metrics({k: result[k] for k in ("face_mass_celebrity", "face_mass_ordinary")})
+        mlflow.log_metrics({k: v for k, v in numbers(result).items() if k.startswith("face_")})
+        mlflow.set_tag("gradcam_layer", result["layer"])
         for path in result["figures"].values():
             mlflow.log_artifact(path, artifact_path="gradcam")
     yield Output(result, metadata={
-        "face_mass": result["face_mass"], "face_mass_celebrity": result["face_mass_celebrity"],
-        "face_mass_ordinary": result["face_mass_ordinary"],
-        "face_area_ratio": result["face_area_ratio"],
+        **{k: v for k, v in numbers(result).items() if k.startswith("face_")},
         "face_region_sources": MetadataValue.json(result["face_region_sources"]),
-        "layer": result["layer"],
+        "layer": result["layer"], "explained": result["explained"],
         "class_average_heatmaps": inline_png(result["figures"]["class_average"], "class averages"),
         "overlays": inline_png(result["figures"]["overlays"], "overlays"),
         "class_average_file": MetadataValue.path(result["figures"]["class_average"]),
@@ -73,14 +90,26 @@ def gradcam(context: AssetExecutionContext, config: GradcamConfig, classifier: d
 
 @asset(group_name="audit", partitions_def=model_background_partitions, code_version=CODE_VERSION,
        automation_condition=ON_INPUTS_CHANGED, ins=VARIANT_OF_PARTITION, check_specs=AUDIT_CHECKS)
-def shortcut_audit(context: AssetExecutionContext, classifier: dict, face_dataset_variant,
-                   storage: StudyStorage, mlflow_tracking: MlflowTracking):
-    """Accuracy on face-only, background-only and background-swapped test images, and BG-gap."""
-    result = {**counterfactual_accuracies(trained_model(classifier), face_dataset_variant,
-                                          storage.images, storage.folder("cache")),
-              "mlflow_run_id": classifier["mlflow_run_id"]}
+def shortcut_audit(context: AssetExecutionContext, config: AuditConfig, classifier: dict,
+                   gradcam: dict, face_dataset_variant, storage: StudyStorage,
+                   mlflow_tracking: MlflowTracking):
+    """Accuracy on the counterfactual sets (face-only, background-only, mixed-same, mixed-other),
+    every family's probe against its control with 95% intervals, and the verdict."""
+    result = audit_domain.shortcut_audit(trained_model(classifier), face_dataset_variant, storage.images,
+                            storage.folder("cache"), gradcam.get("face_mass_lift"),
+                            config.batch_size, config.device, config.bootstrap_seed)
+    result["mlflow_run_id"] = classifier["mlflow_run_id"]
     with mlflow_tracking.run("", {}, run_id=classifier["mlflow_run_id"]):
-        mlflow.log_metrics({k: result[k] for k in ("bg_gap", "acc_face_only", "acc_background_only",
-                                                    "acc_swapped", "acc_original")})
-    yield Output(result, metadata={k: v for k, v in result.items() if isinstance(v, float | int | str)})
+        mlflow.log_metrics(numbers(result))
+        mlflow.set_tags({"verdict": result["verdict"],
+                         "named_families": "+".join(result["named_families"]) or "none"})
+        mlflow.log_dict({k: result[k] for k in ("probes", "class_profiles", "verdict_reasons")},
+                        "audit/probes.json")
+    yield Output(result, metadata={
+        **numbers(result), "verdict": result["verdict"],
+        "verdict_reasons": MetadataValue.md("\n".join(f"- {r}" for r in result["verdict_reasons"])),
+        "probes": table_md(pd.DataFrame(result["probes"]).round(3), max_rows=30),
+        "class_profiles": MetadataValue.json(result["class_profiles"])})
     yield background_shortcut(result)
+    yield shortcut_verdict(result)
+

@@ -5,7 +5,9 @@ import hashlib
 import json
 import os
 import shutil
+from dataclasses import replace
 
+import numpy as np
 import pandas as pd
 from dagster import (
     AssetExecutionContext,
@@ -29,7 +31,7 @@ from beauty_pipeline.training.backbone import (
 )
 from beauty_pipeline.training.checkpoints import EpochCheckpoints, load_state, save_state
 from beauty_pipeline.training.data import split_arrays
-from beauty_pipeline.training.loop import EpochMetrics, train
+from beauty_pipeline.training.loop import EpochMetrics, seeded, train
 from beauty_pipeline.training.models import (
     build_fairface_backbone,
     build_model,
@@ -50,6 +52,8 @@ class TrainConfig(Config):
     learning_rate: float = Field(default_factory=lambda: active_profile().learning_rate)
     image_size: int = Field(default_factory=lambda: active_profile().image_size)
     seed: int = 0
+    seeds: int = Field(default_factory=lambda: active_profile().seeds, ge=1,
+                       description="Train this many times (seed, seed+1, ...): mean and spread")
     device: str = Field(default_factory=lambda: os.environ.get("BEAUTY_PIPELINE_DEVICE", "auto"),
                         description="auto | cpu | cuda")
     amp: bool = Field(default=True, description="Mixed precision on CUDA (ignored on the CPU)")
@@ -63,6 +67,16 @@ class TrainConfig(Config):
 def fingerprint(**parts) -> str:
     """Identity of a training run: same inputs and settings resume the same checkpoints."""
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def seed_spread(histories: list[list[EpochMetrics]]) -> dict[str, float]:
+    """Mean and standard deviation over seeds of the final epoch's accuracies."""
+    out = {}
+    for name in ("train_accuracy", "val_accuracy", "test_accuracy"):
+        values = np.array([getattr(h[-1], name) for h in histories], dtype=np.float64)
+        out[f"{name}_seed_mean"] = float(values.mean())
+        out[f"{name}_seed_std"] = float(values.std())
+    return out
 
 
 def history_table(history: list[EpochMetrics]) -> MetadataValue:
@@ -92,16 +106,17 @@ def fairface_backbone(context: AssetExecutionContext, config: BackboneConfig,
         arrays = split_arrays(ordinary, storage.images, config.image_size,
                               storage.folder("cache"), key_column="image_key")
         targets = {side: attribute_targets(ordinary[ordinary["split"] == side])
-                   for side in ("train", "test")}
-        model = build_fairface_backbone()
+                   for side in ("train", "val")}
         settings = config.settings()
+        seeded(settings.seed)
+        model = build_fairface_backbone()
         run_id = fingerprint(kind="backbone", data=ordinary["image_key"].tolist(),
                              settings=settings.__dict__)
-        history = train(model, arrays["train"].images, targets["train"], arrays["test"].images,
-                        targets["test"], settings,
+        history = train(model, arrays["train"].images, targets["train"], None, None, settings,
                         EpochCheckpoints(storage.folder("checkpoints", "fairface_backbone"), run_id),
                         lambda m: context.log.info(f"backbone epoch {m.epoch}: {m.as_dict()}"),
-                        objective=AttributeObjective())
+                        objective=AttributeObjective(), val_images=arrays["val"].images,
+                        val_targets=targets["val"])
         origin = "pre-trained here on the ordinary train images' age/gender/race labels"
     weights = target_dir / "backbone.pt"
     save_state(weights, model.state_dict())
@@ -129,18 +144,16 @@ def classifier(context: AssetExecutionContext, config: TrainConfig,
     run_key = fingerprint(model=model_name, background=background, data=dataset_version,
                           settings=settings.__dict__, backbone=fairface_backbone["weights"]
                           if model_name == "fairface_resnet34" else "")
-    checkpoints = EpochCheckpoints(storage.folder("checkpoints", f"{model_name}__{background}"),
-                                   run_key)
-    resumed = checkpoints.latest()
-    if model_name == "fairface_resnet34":
-        model = transfer_from_backbone(load_state(fairface_backbone["weights"]))
-    else:
-        model = build_model(model_name)
+    checkpoint_root = storage.folder("checkpoints", f"{model_name}__{background}")
+    seeds = [settings.seed + k for k in range(config.seeds)]
+    checkpoints = [EpochCheckpoints(checkpoint_root / f"seed{seed}", run_key) for seed in seeds]
+    resumed = checkpoints[0].latest()
     arrays = split_arrays(face_dataset_variant, storage.images, settings.image_size,
                           storage.folder("cache"))
     tags = {"dagster_run_id": context.run.run_id, "partition_key": str(context.partition_key),
             "dataset_version": dataset_version, "code_version": CODE_VERSION,
             "model": model_name, "background": background, "kind": "classifier"}
+    histories, weights = [], []
     with mlflow_tracking.run(f"{model_name}/{background}", tags,
                              run_id=resumed.get("mlflow_run_id") if resumed else None) as run:
         import mlflow
@@ -150,35 +163,51 @@ def classifier(context: AssetExecutionContext, config: TrainConfig,
             context.log.info(f"resuming {model_name}/{background} after epoch {resumed['epoch']}")
         else:
             mlflow.log_params({**settings.__dict__, "model": model_name, "background": background,
-                               "optimizer": "adam", "train_images": len(arrays["train"].labels),
+                               "seeds": config.seeds, "optimizer": "adam",
+                               "train_images": len(arrays["train"].labels),
+                               "val_images": len(arrays["val"].labels),
                                "test_images": len(arrays["test"].labels),
                                "backbone": fairface_backbone["origin"]
                                if model_name == "fairface_resnet34" else "none (from scratch)"})
+        for index, (seed, seed_checkpoints) in enumerate(zip(seeds, checkpoints, strict=True)):
+            prefix = "" if index == 0 else f"seed{seed}_"
 
-        def on_epoch(metrics: EpochMetrics) -> None:
-            values = metrics.as_dict()
-            epoch = int(values.pop("epoch"))
-            mlflow.log_metrics(values, step=epoch)
-            context.log.info(f"{model_name}/{background} epoch {epoch}: " +
-                             ", ".join(f"{k}={v:.4f}" for k, v in values.items()))
+            def on_epoch(metrics: EpochMetrics, prefix=prefix) -> None:
+                values = metrics.as_dict()
+                epoch = int(values.pop("epoch"))
+                mlflow.log_metrics({f"{prefix}{k}": v for k, v in values.items()}, step=epoch)
+                context.log.info(f"{model_name}/{background} {prefix}epoch {epoch}: " +
+                                 ", ".join(f"{k}={v:.4f}" for k, v in values.items()))
 
-        history = train(model, arrays["train"].images, arrays["train"].labels,
-                        arrays["test"].images, arrays["test"].labels, settings, checkpoints,
-                        on_epoch, extra_state={"mlflow_run_id": run.info.run_id})
-        weights = storage.folder("models", "classifier", f"{model_name}__{background}") / \
-            f"{run_key}.pt"
-        save_state(weights, model.cpu().state_dict())
-        mlflow.log_artifact(str(weights), artifact_path="weights")
+            seed_settings = replace(settings, seed=seed)
+            seeded(seed)
+            model = transfer_from_backbone(load_state(fairface_backbone["weights"])) \
+                if model_name == "fairface_resnet34" else build_model(model_name)
+            histories.append(train(model, arrays["train"].images, arrays["train"].labels,
+                                   arrays["test"].images, arrays["test"].labels, seed_settings,
+                                   seed_checkpoints, on_epoch,
+                                   extra_state={"mlflow_run_id": run.info.run_id},
+                                   val_images=arrays["val"].images,
+                                   val_targets=arrays["val"].labels))
+            path = storage.folder("models", "classifier", f"{model_name}__{background}") / \
+                f"{run_key}_seed{seed}.pt"
+            weights.append(str(save_state(path, model.cpu().state_dict())))
+            mlflow.log_artifact(weights[-1], artifact_path="weights")
+        spread = seed_spread(histories)
+        mlflow.log_metrics(spread)
         run_id, experiment_id = run.info.run_id, run.info.experiment_id
-    shutil.rmtree(checkpoints.directory, ignore_errors=True)
+    shutil.rmtree(checkpoint_root, ignore_errors=True)
+    history = histories[0]
     final = history[-1]
-    yield Output({"model": model_name, "background": background, "weights": str(weights),
-                   "mlflow_run_id": run_id, "mlflow_experiment_id": experiment_id,
-                   "dataset_version": dataset_version,
-                   "image_size": settings.image_size, "history": [m.as_dict() for m in history]},
-                  metadata={"train_accuracy": final.train_accuracy,
-                            "test_accuracy": final.test_accuracy,
-                            "mlflow_run_id": run_id, "epochs": history_table(history),
-                            "weights": MetadataValue.path(str(weights))})
+    yield Output({"model": model_name, "background": background, "weights": weights[0],
+                  "seed_weights": weights, "seeds": seeds,
+                  "mlflow_run_id": run_id, "mlflow_experiment_id": experiment_id,
+                  "dataset_version": dataset_version, "seed_spread": spread,
+                  "image_size": settings.image_size, "history": [m.as_dict() for m in history]},
+                 metadata={"train_accuracy": final.train_accuracy,
+                           "val_accuracy": final.val_accuracy,
+                           "test_accuracy": final.test_accuracy, **spread,
+                           "mlflow_run_id": run_id, "epochs": history_table(history),
+                           "weights": MetadataValue.path(weights[0])})
     yield above_chance(final.test_accuracy)
 

@@ -17,11 +17,9 @@ def partition_report(classifier: dict, cam: dict | None, audit: dict | None, mlf
         "epochs": classifier["history"], "mlflow_run_id": run_id,
         "mlflow_run_url": f"{mlflow_ui}/#/experiments/{classifier['mlflow_experiment_id']}/runs/{run_id}"
         if mlflow_ui else None,
-        **{k: cam.get(k) for k in ("face_mass_celebrity", "face_mass_ordinary",
-                                   "face_mass_lift_celebrity", "face_mass_lift_ordinary")},
-        "face_mass_all": cam.get("face_mass"),
-        **{k: audit.get(k) for k in ("acc_original", "acc_face_only", "acc_background_only",
-                                     "acc_swapped", "bg_gap")},
+        "verdict": audit.get("verdict"), "verdict_reasons": audit.get("verdict_reasons", []),
+        "metrics": {k: float(v) for k, v in {**cam, **audit}.items()
+                    if isinstance(v, float | int) and not isinstance(v, bool)},
         "figures": cam.get("figures", {}),
         "face_region_source": ", ".join(f"{k}: {v}" for k, v in cam.get("face_region_sources", {}).items())
         or None,
@@ -32,7 +30,7 @@ def partition_report(classifier: dict, cam: dict | None, audit: dict | None, mlf
 def study_report(context: AssetExecutionContext, classifier: dict[str, dict], gradcam: dict[str, dict],
                  shortcut_audit: dict[str, dict], storage: StudyStorage,
                  mlflow_tracking: MlflowTracking) -> Output[dict]:
-    """Per-epoch tables, heatmap grid, FaceMass and BG-gap for every model x background."""
+    """Per-epoch tables, heatmap grid, verdicts and every audit figure with its interval."""
     mlflow_ui = mlflow_tracking.tracking_uri if mlflow_tracking.tracking_uri.startswith("http") else ""
     parts = [partition_report(result, gradcam.get(key), shortcut_audit.get(key), mlflow_ui)
              for key, result in sorted(classifier.items())]

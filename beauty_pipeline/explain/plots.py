@@ -21,7 +21,8 @@ from beauty_pipeline.storage import atomic_write_bytes
 
 CLASS_NAMES = ("ordinary", "celebrity")  # label 0 / 1, as settings.CLASS_NAMES
 CMAP = "jet"  # the study's and pytorch-grad-cam's colour map, so figures compare at a glance
-EPOCH_COLUMNS = ("epoch", "train_accuracy", "test_accuracy", "train_loss", "test_loss")
+EPOCH_COLUMNS = ("epoch", "train_accuracy", "val_accuracy", "test_accuracy", "train_loss",
+                 "val_loss", "test_loss")
 
 
 def figure_name(model: str, background: str, kind: str) -> str:
@@ -136,15 +137,15 @@ def _epoch_columns(table: Iterable[Mapping] | object) -> dict[str, list[float]]:
 
 
 def plot_accuracy_curves(table: Iterable[Mapping] | object, path: Path, title: str = "") -> Path:
-    """Train/test accuracy and loss per epoch, from the training loop's per-epoch table."""
+    """Train/val/test accuracy and loss per epoch, from the training loop's per-epoch table."""
     cols = _epoch_columns(table)
     if not cols["epoch"]:
         raise ValueError("empty per-epoch table")
     fig = Figure(figsize=(8, 3.2))
     acc_ax, loss_ax = fig.subplots(1, 2)
     for ax, kind in ((acc_ax, "accuracy"), (loss_ax, "loss")):
-        for split in ("train", "test"):
-            values = cols[f"{split}_{kind}"]
+        for split in ("train", "val", "test"):
+            values = [v for v in cols[f"{split}_{kind}"] if np.isfinite(v)]
             if values:
                 ax.plot(cols["epoch"][:len(values)], values, marker="o", label=split)
         ax.set_xlabel("epoch")

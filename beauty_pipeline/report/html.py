@@ -16,7 +16,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from beauty_pipeline.explain.plots import EPOCH_COLUMNS, figure_name, thumbnail_png
-from beauty_pipeline.explain.verdict import ShortcutThresholds, shortcut_reasons, verdict
+from beauty_pipeline.explain.verdict import THRESHOLDS
 from beauty_pipeline.settings import BACKGROUNDS, MODELS
 from beauty_pipeline.storage import atomic_write_bytes
 
@@ -24,23 +24,25 @@ REPORT_NAME = "study_report.html"
 FIGURE_KINDS = ("class_average", "overlays", "accuracy_curves")
 
 
+SUMMARY_METRICS = (  # (metric, column title): each shown with its 95% interval when known
+    ("acc_original", "test acc"), ("acc_face_only", "face-only"),
+    ("acc_background_only", "background-only"), ("acc_mixed_same", "mixed-same"),
+    ("acc_mixed_other", "mixed-other"), ("bg_gap", "BG-gap"), ("composite_cost", "composite cost"),
+    ("family_quality_drop", "quality"), ("family_geometry_drop", "geometry"),
+    ("family_colour_drop", "colour"), ("face_mass", "FaceMass"), ("face_mass_lift", "lift"),
+)
+
+
 @dataclass
 class PartitionReport:
-    """What the report needs from one model x background partition (metrics may be None)."""
+    """What the report needs from one model x background partition (metrics may be missing)."""
 
     model: str
     background: str
     epochs: list[dict] = field(default_factory=list)  # rows with EPOCH_COLUMNS keys
-    face_mass_celebrity: float | None = None
-    face_mass_ordinary: float | None = None
-    face_mass_all: float | None = None  # default: mean of the two classes
-    face_mass_lift_celebrity: float | None = None
-    face_mass_lift_ordinary: float | None = None
-    acc_original: float | None = None
-    acc_face_only: float | None = None
-    acc_background_only: float | None = None
-    acc_swapped: float | None = None
-    bg_gap: float | None = None
+    verdict: str | None = None  # decided once, by the audit (explain.verdict.decide)
+    verdict_reasons: list[str] = field(default_factory=list)
+    metrics: dict[str, float] = field(default_factory=dict)  # name (+ _ci_low/_ci_high) -> value
     figures: dict[str, str] = field(default_factory=dict)  # kind (FIGURE_KINDS) -> PNG path
     mlflow_run_id: str | None = None
     mlflow_run_url: str | None = None
@@ -59,12 +61,14 @@ class PartitionReport:
     def anchor(self) -> str:
         return figure_name(self.model, self.background, "x")[: -len("__x.png")]
 
-    @property
-    def overall_face_mass(self) -> float | None:
-        if self.face_mass_all is not None:
-            return self.face_mass_all
-        known = [v for v in (self.face_mass_celebrity, self.face_mass_ordinary) if _finite(v)]
-        return sum(known) / len(known) if known else None
+    def value(self, name: str) -> float | None:
+        return self.metrics.get(name)
+
+    def with_interval(self, name: str) -> str:
+        low, high = self.metrics.get(f"{name}_ci_low"), self.metrics.get(f"{name}_ci_high")
+        text = _num(self.value(name))
+        return f"{text} [{_num(low, 2)}, {_num(high, 2)}]" if _finite(low) and _finite(high) \
+            else text
 
 
 def _finite(value: float | None) -> bool:
@@ -121,22 +125,17 @@ def _run_link(part: PartitionReport) -> str:
     return _link(label, part.mlflow_run_url)
 
 
-def _summary_table(parts: Sequence[PartitionReport], thresholds: ShortcutThresholds) -> str:
-    head = ("model", "background", "verdict", "FaceMass celebrity", "FaceMass ordinary",
-            "lift celebrity", "lift ordinary", "acc original", "acc face-only",
-            "acc background-only", "acc swapped", "BG-gap", "face region", "MLflow run")
+def _summary_table(parts: Sequence[PartitionReport]) -> str:
+    head = ("model", "background", "verdict", *(t for _, t in SUMMARY_METRICS), "face region",
+            "MLflow run")
     rows = []
     for p in parts:
-        call = verdict(p.overall_face_mass, p.bg_gap, p.acc_background_only, thresholds,
-                   acc_original=p.acc_original)
-        why = "; ".join(shortcut_reasons(p.overall_face_mass, p.bg_gap, p.acc_background_only,
-                                         thresholds))
+        call = p.verdict or "not audited"
+        why = "; ".join(p.verdict_reasons)
         cells = [_link(p.model, f"#{p.anchor}"), escape(p.background),
-                 f'<span class="verdict {call}" title="{escape(why, quote=True)}">{call}</span>',
-                 *(_num(v) for v in (p.face_mass_celebrity, p.face_mass_ordinary)),
-                 *(_num(v, 2) for v in (p.face_mass_lift_celebrity, p.face_mass_lift_ordinary)),
-                 *(_num(v) for v in (p.acc_original, p.acc_face_only, p.acc_background_only,
-                                     p.acc_swapped, p.bg_gap)),
+                 f'<span class="verdict {escape(call.split("+")[0], quote=True)}" '
+                 f'title="{escape(why, quote=True)}">{escape(call)}</span>',
+                 *(p.with_interval(name) for name, _ in SUMMARY_METRICS),
                  escape(p.face_region_source or "–"), _run_link(p)]
         rows.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
     header = "".join(f"<th>{escape(h)}</th>" for h in head)
@@ -161,8 +160,9 @@ def _heatmap_grid(parts: Sequence[PartitionReport], figures: dict, out_dir: Path
             elif path is None:
                 cells.append(f"<td>{_link('no heatmap', f'#{part.anchor}')}</td>")
             else:
-                caption = (f"FaceMass {_num(part.overall_face_mass)} · BG-gap {_num(part.bg_gap)}"
-                           f" · {_run_link(part)}")
+                caption = (f"FaceMass {_num(part.value('face_mass'))} · BG-gap "
+                           f"{_num(part.value('bg_gap'))} · {escape(part.verdict or '')} · "
+                           f"{_run_link(part)}")
                 cells.append(f"<td>{_thumb(path, out_dir, f'{model} {background}')}"
                              f"<br>{caption}</td>")
         rows.append("<tr>" + "".join(cells) + "</tr>")
@@ -195,19 +195,41 @@ def _partition_section(part: PartitionReport, figures: dict[str, Path], out_dir:
 
 STYLE = """body{font-family:sans-serif;margin:1.5em;color:#222}table{border-collapse:collapse;
 margin:.6em 0}td,th{border:1px solid #ccc;padding:.25em .5em;text-align:center;font-size:.9em}
-.verdict.background{color:#b00;font-weight:bold}.verdict.face{color:#070;font-weight:bold}
+.verdict{color:#b00;font-weight:bold}.verdict.face{color:#070}.verdict.chance,
+.verdict.inconclusive{color:#a60}
 .figures img{margin:.3em;border:1px solid #ddd}"""
+
+
+def _rule() -> str:
+    """The verdict rule the audit applies, stated from the same thresholds it uses."""
+    t = THRESHOLDS
+    return (
+        "<p>Verdict rule (one function, <code>explain.verdict.decide</code>; every number with its "
+        "95% bootstrap interval over identities): <b>chance</b> when the test accuracy's interval "
+        f"does not clear {t.chance_ci_low}; otherwise every family whose controlled effect "
+        f"(BG-gap = mixed-same − mixed-other; profile swaps = own profile − other class's profile) "
+        f"has its whole interval above {t.controlled_effect} is named, and so is the background "
+        f"when background-only accuracy's interval lies above {t.background_only}; "
+        "<b>inconclusive</b> when an effect's interval straddles its threshold, when face-only "
+        f"accuracy does not clear {t.chance_ci_low} or drops more than {t.face_only_drop}, or "
+        f"when FaceMass lift is at most {t.face_mass_lift}; <b>face</b> otherwise. "
+        "<b>face</b> means no tested shortcut family was found, not that nothing else is used. "
+        "Matched transforms (resample, JPEG, blur, zoom, shift, greyscale) have no class control "
+        "and are reported in the audit's metadata, not used by the verdict.</p>")
+
+
+def _parts(partitions: Sequence[Mapping | PartitionReport]) -> list[PartitionReport]:
+    return sorted((p if isinstance(p, PartitionReport) else PartitionReport.from_dict(p)
+                   for p in partitions), key=_order)
 
 
 def render_report(
     partitions: Sequence[Mapping | PartitionReport],
     out_dir: Path,
-    title: str = "Study report: faces or backgrounds?",
-    thresholds: ShortcutThresholds = ShortcutThresholds(),
+    title: str = "Study report: faces or shortcuts?",
 ) -> Path:
     """Write out_dir/study_report.html (+ figures/) for every partition and return its path."""
-    parts = sorted((p if isinstance(p, PartitionReport) else PartitionReport.from_dict(p)
-                    for p in partitions), key=_order)
+    parts = _parts(partitions)
     keys = [(p.model, p.background) for p in parts]
     if len(set(keys)) != len(keys):
         raise ValueError("duplicate model x background partitions")
@@ -215,15 +237,11 @@ def render_report(
     figures_dir = out_dir / "figures"
     figures_dir.mkdir(parents=True, exist_ok=True)
     figures = {(p.model, p.background): _copy_figures(p, figures_dir) for p in parts}
-    flagged = sum(verdict(p.overall_face_mass, p.bg_gap, p.acc_background_only, thresholds,
-                   acc_original=p.acc_original)
-                  == "background" for p in parts)
+    flagged = sum(p.verdict not in (None, "face", "chance", "inconclusive") for p in parts)
     body = (f"<h1>{escape(title)}</h1>"
-            f"<p>{len(parts)} partitions; {flagged} flagged as looking at the background "
-            f"(FaceMass &lt; {thresholds.face_mass_min}, BG-gap &gt; {thresholds.bg_gap_max} or "
-            f"background-only accuracy &gt; {thresholds.background_only_max}).</p>"
-            f"<h2>Faces or backgrounds</h2>{_summary_table(parts, thresholds)}"
-            f"<h2>Class-average Grad-CAM (celebrity | ordinary)</h2>"
+            f"<p>{len(parts)} partitions; {flagged} with a named shortcut family.</p>{_rule()}"
+            f"<h2>Faces or shortcuts</h2>{_summary_table(parts)}"
+            f"<h2>Class-average contrastive Grad-CAM (celebrity | ordinary)</h2>"
             f"{_heatmap_grid(parts, figures, out_dir)}"
             f"<h2>Per-epoch accuracy</h2>"
             + "".join(_partition_section(p, figures[(p.model, p.background)], out_dir)
@@ -234,19 +252,14 @@ def render_report(
     return atomic_write_bytes(out_dir / REPORT_NAME, page.encode("utf-8"))
 
 
-def summary_markdown(
-    partitions: Sequence[Mapping | PartitionReport],
-    thresholds: ShortcutThresholds = ShortcutThresholds(),
-) -> str:
+def summary_markdown(partitions: Sequence[Mapping | PartitionReport]) -> str:
     """The summary table as Markdown, for the report asset's materialization metadata."""
-    parts = sorted((p if isinstance(p, PartitionReport) else PartitionReport.from_dict(p)
-                    for p in partitions), key=_order)
-    lines = ["| model | background | verdict | FaceMass | BG-gap | acc original | acc swapped |",
-             "|---|---|---|---|---|---|---|"]
-    for p in parts:
-        call = verdict(p.overall_face_mass, p.bg_gap, p.acc_background_only, thresholds,
-                   acc_original=p.acc_original)
-        cells = [p.model, p.background, call, _num(p.overall_face_mass), _num(p.bg_gap),
-                 _num(p.acc_original), _num(p.acc_swapped)]
+    names = ("acc_original", "acc_face_only", "bg_gap", "family_quality_drop",
+             "family_geometry_drop", "family_colour_drop", "face_mass")
+    lines = ["| model | background | verdict | " + " | ".join(names) + " |",
+             "|---|---|---|" + "---|" * len(names)]
+    for p in _parts(partitions):
+        cells = [p.model, p.background, p.verdict or "not audited",
+                 *(p.with_interval(n) for n in names)]
         lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
     return "\n".join(lines)
