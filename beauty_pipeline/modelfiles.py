@@ -9,13 +9,14 @@ from pathlib import Path
 
 import requests
 
+from beauty_pipeline.errors import PipelineError
 from beauty_pipeline.settings import data_root
 from beauty_pipeline.storage import atomic_write_bytes
 
 MODELS_ENV = "BEAUTY_PIPELINE_MODELS"
 
 
-class ModelFileError(RuntimeError):
+class ModelFileError(PipelineError, RuntimeError):
     """A model file that is missing, corrupt or cannot be downloaded; says how to provide it."""
 
 

@@ -17,17 +17,26 @@ from beauty_pipeline.assets.common import (
 from beauty_pipeline.assets.faces import ordinary_faces_from_fairface
 from beauty_pipeline.demo.source import demo_ordinary_manifest, demo_ranking
 from beauty_pipeline.partitions import person_partitions
+from beauty_pipeline.person_registry import PersonKeyRegistry
 from beauty_pipeline.ranking import load_ranking, ranking_digest, validate_ranking
 from beauty_pipeline.resources import DemoDataResource, FacePreprocessing, PhotoSourceResource, StudyStorage
 from beauty_pipeline.settings import FAIRFACE_DIR_ENV, active_profile
 from beauty_pipeline.storage import frame_digest
 
 
-def read_ranking(location: str, demo_data: DemoDataResource) -> pd.DataFrame:
+def key_registry(storage: StudyStorage) -> PersonKeyRegistry:
+    """Where person keys are kept once given, under the data root."""
+    return PersonKeyRegistry(storage.path / "registry" / "person_keys.json")
+
+
+def read_ranking(location: str, demo_data: DemoDataResource,
+                 storage: StudyStorage) -> pd.DataFrame:
     """The validated ranking from 'demo', the packaged list ('') or a path / URL."""
+    registry = key_registry(storage)
     if location == "demo":
-        return validate_ranking(demo_ranking(demo_data.spec()), label="demo ranking")
-    return load_ranking(location or None)
+        return validate_ranking(demo_ranking(demo_data.spec()), label="demo ranking",
+                                registry=registry)
+    return load_ranking(location or None, registry=registry)
 
 
 def default_ranking_location() -> str:
@@ -42,9 +51,10 @@ class RankingConfig(Config):
 
 
 @asset(group_name="ingest", code_version=CODE_VERSION)
-def ranking(config: RankingConfig, demo_data: DemoDataResource) -> Output[pd.DataFrame]:
+def ranking(config: RankingConfig, demo_data: DemoDataResource,
+            storage: StudyStorage) -> Output[pd.DataFrame]:
     """The ranking list, validated, each row with a stable filesystem-safe person key."""
-    frame = read_ranking(config.location, demo_data)
+    frame = read_ranking(config.location, demo_data, storage)
     return Output(frame, data_version=DataVersion(ranking_digest(frame)), metadata={
         "persons": len(frame), "lists": counts_by(frame, "list"),
         "source": config.location or "packaged ranking_2024.csv", "preview": table_md(frame)})

@@ -28,6 +28,9 @@ class PhotoSourceResource(ConfigurableResource):
     bing_max_bytes: int = 15_000_000
     bing_retries: int = 3
     bing_base_url: str = "https://www.bing.com"
+    allow_private_hosts: bool = Field(default_factory=lambda: os.environ.get(
+        "BEAUTY_PIPELINE_ALLOW_PRIVATE_HOSTS", "").strip().lower() in ("1", "true", "yes"),
+        description="Let downloads reach loopback/private/link-local addresses (tests only).")
 
     def build(self, demo: DemoSpec):
         """The configured PhotoSource (see beauty_pipeline.scraping.PhotoSource)."""
@@ -45,5 +48,6 @@ class PhotoSourceResource(ConfigurableResource):
 
             return BingSource(limit=self.bing_limit, extra_terms=self.bing_extra_terms,
                               timeout=self.bing_timeout_s, max_bytes=self.bing_max_bytes,
-                              retries=self.bing_retries, base_url=self.bing_base_url)
+                              retries=self.bing_retries, base_url=self.bing_base_url,
+                              allow_private=self.allow_private_hosts)
         raise ValueError(f"unknown photo source {self.kind!r}; expected one of {PHOTO_SOURCES}")

@@ -9,10 +9,11 @@ from typing import Any
 
 import torch
 
+from beauty_pipeline.errors import PipelineError
 from beauty_pipeline.storage import atomic_write_bytes
 
 
-class CheckpointError(ValueError):
+class CheckpointError(PipelineError):
     """A weights file that is missing, unsafe or does not fit the model."""
 
 

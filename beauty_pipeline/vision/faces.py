@@ -106,7 +106,7 @@ def _process_one(row_id, key: str, as_is: bool, store: ImageStore, config: FaceC
     """Everything for one photo except near-duplicates, which need the whole set."""
     result = _empty_result(row_id, key)
     try:
-        image, _ = decode_image(store.path(key).read_bytes(), config.max_pixels)
+        image, _ = decode_image(store.read_verified(key), config.max_pixels)
         faces = detector.detect(image)
     except (OSError, ImageDecodeError, cv2.error) as error:
         return {**result, "drop_reason": "undecodable", "detail": str(error)}
