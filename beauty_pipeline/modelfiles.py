@@ -44,6 +44,18 @@ YUNET = ModelSpec(
 )
 
 
+def hopenet_state(path: str | os.PathLike) -> dict:
+    """HopeNet weights as a plain state dict; a damaged file is a ModelFileError naming it."""
+    from beauty_pipeline.training.checkpoints import CheckpointError, load_state
+
+    try:
+        state = load_state(Path(path).expanduser())
+    except CheckpointError as error:
+        raise ModelFileError(f"HopeNet weights (hopenet_weights): {error}") from error
+    return {k.removeprefix("module."): v for k, v in state.items()
+            if not k.removeprefix("module.").startswith("fc_finetune")}
+
+
 def default_cache_dir() -> Path:
     """Model cache: $BEAUTY_PIPELINE_MODELS, else <data root>/models."""
     explicit = os.environ.get(MODELS_ENV)

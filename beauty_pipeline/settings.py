@@ -28,6 +28,11 @@ def default_mlflow_uri(root: Path) -> str:
     return os.environ.get(MLFLOW_URI_ENV) or f"sqlite:///{root / 'mlflow.db'}"
 
 
+# The smallest value each numeric setting accepts (0 epochs, batch 0 or a 0-pixel image make no run).
+MINIMUMS = {"image_size": 8, "epochs": 1, "batch_size": 1, "backbone_epochs": 1,
+            "learning_rate": 1e-12}
+
+
 @dataclass(frozen=True)
 class TrainSettings:
     """The study's training settings (Adam, lr 1e-4, 10 epochs, batch 32, 224 px) as defaults."""
@@ -41,6 +46,14 @@ class TrainSettings:
     amp: bool = True
     channels_last: bool = True
     threads: int = 0  # 0 = torch default
+
+    def __post_init__(self):
+        for name in ("epochs", "batch_size", "image_size", "learning_rate"):
+            value, floor = getattr(self, name), MINIMUMS[name]
+            if not isinstance(value, int | float) or value != value or value < floor:
+                raise PipelineError(f"training setting {name}={value!r} is out of range: it must "
+                                    f"be at least {floor}; set it to e.g. "
+                                    f"{getattr(TrainSettings, name)}")
 
 
 PROFILE_ENV = "BEAUTY_PIPELINE_PROFILE"
@@ -70,11 +83,6 @@ PROFILES = {
     "demo": Profile("demo", "demo", "demo", "demo", "known", "auto", 48, 6, 16, 2, 1e-3),
     "study": Profile("study", "", "bing", "fairface", "yunet", "rembg", 224, 10, 32, 10, 1e-4),
 }
-
-
-# The smallest value each numeric setting accepts (0 epochs, batch 0 or a 0-pixel image make no run).
-MINIMUMS = {"image_size": 8, "epochs": 1, "batch_size": 1, "backbone_epochs": 1,
-            "learning_rate": 1e-12}
 
 
 def env_number(name: str, kind: type, default, minimum=None):

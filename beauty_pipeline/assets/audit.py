@@ -48,6 +48,7 @@ def trained_model(classifier: dict) -> TrainedModel:
 def gradcam(context: AssetExecutionContext, config: GradcamConfig, classifier: dict,
             face_dataset_variant, storage: StudyStorage, mlflow_tracking: MlflowTracking):
     """Class-average Grad-CAM heatmaps, per-image overlays and FaceMass (share of heat on the face)."""
+    mlflow_tracking.ensure_reachable()  # before the work, not after it
     background = classifier["background"]
     result = gradcam_audit(trained_model(classifier), face_dataset_variant, storage.images,
                            storage.folder("cache"), storage.folder("outputs", "figures"), background,
@@ -76,6 +77,7 @@ def gradcam(context: AssetExecutionContext, config: GradcamConfig, classifier: d
 def shortcut_audit(context: AssetExecutionContext, classifier: dict, face_dataset_variant,
                    storage: StudyStorage, mlflow_tracking: MlflowTracking):
     """Accuracy on face-only, background-only and background-swapped test images, and BG-gap."""
+    mlflow_tracking.ensure_reachable()  # before the work, not after it
     result = {**counterfactual_accuracies(trained_model(classifier), face_dataset_variant,
                                           storage.images, storage.folder("cache")),
               "mlflow_run_id": classifier["mlflow_run_id"]}

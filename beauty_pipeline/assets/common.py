@@ -2,6 +2,8 @@
 
 
 import base64
+import html
+import re
 
 import cv2
 import numpy as np
@@ -26,14 +28,23 @@ def previous_manifest(storage: StudyStorage, asset: str, partition: str | None) 
     return pd.read_parquet(path) if path.exists() else None
 
 
+_MD_SPECIAL = re.compile(r"([\\`*_\[\]()!|#~])")
+
+
+def md_escape(value) -> str:
+    """User text as literal Markdown: no image, link, HTML tag or table break can come through."""
+    text = " ".join(str(value).split())  # newlines would end a table row
+    return _MD_SPECIAL.sub(r"\\\1", html.escape(text, quote=False))
+
+
 def table_md(frame: pd.DataFrame, max_rows: int = 20) -> MetadataValue:
     """A markdown preview of a small table for the Dagster UI."""
     shown = frame.head(max_rows)
     if shown.empty:
         return MetadataValue.md("_(empty)_")
-    header = "| " + " | ".join(map(str, shown.columns)) + " |"
+    header = "| " + " | ".join(map(md_escape, shown.columns)) + " |"
     rule = "|" + "---|" * len(shown.columns)
-    body = ["| " + " | ".join(str(v).replace("|", "/") for v in row) + " |"
+    body = ["| " + " | ".join(md_escape(v) for v in row) + " |"
             for row in shown.itertuples(index=False)]
     more = [f"\n_{len(frame) - max_rows} more rows_"] if len(frame) > max_rows else []
     return MetadataValue.md("\n".join([header, rule, *body, *more]))
@@ -50,7 +61,8 @@ def counts_by(frame: pd.DataFrame, *columns: str) -> dict[str, int]:
 
 def png_md(png: bytes, caption: str) -> MetadataValue:
     """A PNG rendered inline by the Dagster UI's markdown metadata."""
-    return MetadataValue.md(f"![{caption}](data:image/png;base64,{base64.b64encode(png).decode()})")
+    alt = md_escape(caption)
+    return MetadataValue.md(f"![{alt}](data:image/png;base64,{base64.b64encode(png).decode()})")
 
 
 def image_strip_md(images: list[np.ndarray], caption: str, tile: int = 72) -> MetadataValue:

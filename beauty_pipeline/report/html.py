@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import math
+import re
 import shutil
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
@@ -234,6 +235,12 @@ def render_report(
     return atomic_write_bytes(out_dir / REPORT_NAME, page.encode("utf-8"))
 
 
+def _md_cell(text: str) -> str:
+    """A Markdown table cell that shows its text literally (no links, images or HTML)."""
+    text = escape(" ".join(str(text).split()), quote=False)
+    return re.sub(r"([\\`*_\[\]()!|#~])", r"\\\1", text)
+
+
 def summary_markdown(
     partitions: Sequence[Mapping | PartitionReport],
     thresholds: ShortcutThresholds = ShortcutThresholds(),
@@ -248,5 +255,5 @@ def summary_markdown(
                    acc_original=p.acc_original)
         cells = [p.model, p.background, call, _num(p.overall_face_mass), _num(p.bg_gap),
                  _num(p.acc_original), _num(p.acc_swapped)]
-        lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
+        lines.append("| " + " | ".join(_md_cell(c) for c in cells) + " |")
     return "\n".join(lines)
