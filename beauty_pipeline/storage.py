@@ -159,3 +159,44 @@ def images_made_by(manifests: Path, key: str, limit: int = 200) -> list[str]:
         if len(found) >= 5:
             break
     return found
+
+
+ROOT_MARK = "@data_root/"  # a path stored in a manifest, relative to wherever the root is now
+
+
+def paths_relative(value: Any, root: Path) -> Any:
+    """Absolute paths under the data root -> '@data_root/...', so a moved root keeps working."""
+    prefix = str(Path(root)) + os.sep
+    if isinstance(value, str):
+        return ROOT_MARK + value[len(prefix):] if value.startswith(prefix) else value
+    if isinstance(value, dict):
+        return {k: paths_relative(v, root) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(paths_relative(v, root) for v in value)
+    if isinstance(value, pd.DataFrame):
+        return _map_text_columns(value, lambda v: paths_relative(v, root))
+    return value
+
+
+def paths_absolute(value: Any, root: Path) -> Any:
+    """The inverse of paths_relative, against the data root as it is now."""
+    if isinstance(value, str):
+        return str(Path(root) / value[len(ROOT_MARK):]) if value.startswith(ROOT_MARK) else value
+    if isinstance(value, dict):
+        return {k: paths_absolute(v, root) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(paths_absolute(v, root) for v in value)
+    if isinstance(value, pd.DataFrame):
+        return _map_text_columns(value, lambda v: paths_absolute(v, root))
+    return value
+
+
+def _map_text_columns(frame: pd.DataFrame, convert) -> pd.DataFrame:
+    columns = [c for c in frame.columns if frame[c].dtype == object or
+               pd.api.types.is_string_dtype(frame[c].dtype)]
+    if not columns:
+        return frame
+    frame = frame.copy()
+    for column in columns:
+        frame[column] = frame[column].map(lambda v: convert(v) if isinstance(v, str) else v)
+    return frame

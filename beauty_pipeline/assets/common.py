@@ -13,6 +13,7 @@ from dagster import AutomationCondition, MetadataValue
 from beauty_pipeline.explain.plots import thumbnail_png
 from beauty_pipeline.resources.io import manifest_stem
 from beauty_pipeline.resources.storage import StudyStorage
+from beauty_pipeline.storage import paths_absolute
 
 CODE_VERSION = "0.1.0"
 
@@ -25,7 +26,7 @@ ON_INPUTS_CHANGED = AutomationCondition.eager()
 def previous_manifest(storage: StudyStorage, asset: str, partition: str | None) -> pd.DataFrame | None:
     """The last stored manifest of an asset partition, so reruns can skip finished work."""
     path = manifest_stem(storage.path, [asset], partition).with_suffix(".parquet")
-    return pd.read_parquet(path) if path.exists() else None
+    return paths_absolute(pd.read_parquet(path), storage.path) if path.exists() else None
 
 
 _MD_SPECIAL = re.compile(r"([\\`*_\[\]()!|#~])")
