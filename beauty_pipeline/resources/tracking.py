@@ -7,14 +7,13 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from contextlib import contextmanager
-from pathlib import Path
 
 import mlflow
 from dagster import ConfigurableResource, Failure
 from pydantic import Field
 
+from beauty_pipeline.mlflow_store import open_experiment
 from beauty_pipeline.settings import data_root, default_mlflow_uri
-from beauty_pipeline.storage import file_lock
 
 EXPERIMENT = "beauty-pipeline"
 # MLflow's own defaults retry a failing server for minutes (7 retries, factor 2, 120 s timeout);
@@ -24,9 +23,6 @@ FAST_FAIL_ENV = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_BA
 REPLACED_TAG = "beauty_pipeline/replaces_run"
 REASON_TAG = "beauty_pipeline/replacement_reason"
 
-
-def _sqlite_path(uri: str) -> Path | None:
-    return Path(uri.removeprefix("sqlite:///")) if uri.startswith("sqlite:///") else None
 
 
 class MlflowTracking(ConfigurableResource):
@@ -70,30 +66,7 @@ class MlflowTracking(ConfigurableResource):
 
     def _experiment_id(self) -> str:
         """The experiment's id, creating the store and experiment once (serialised on SQLite)."""
-        db = _sqlite_path(self.tracking_uri)
-        mlflow.set_tracking_uri(self.tracking_uri)
-        if db is None:
-            return self._find_or_create(None)
-        db.parent.mkdir(parents=True, exist_ok=True)
-        # Several processes opening a fresh SQLite store at once race on its schema migration.
-        with file_lock(db):
-            return self._find_or_create(db)
-
-    def _find_or_create(self, db: Path | None) -> str:
-        location = self.artifact_location or None
-        if location is None and db is not None:
-            location = (db.resolve().parent / "mlartifacts").as_uri()
-        found = mlflow.get_experiment_by_name(self.experiment)
-        if found and db is not None and not self.artifact_location and \
-                found.artifact_location != location:
-            # The data root moved: keep the old runs under a renamed experiment and write new
-            # artifacts beside the store where it is now, never under the old location.
-            mlflow.MlflowClient().rename_experiment(
-                found.experiment_id, f"{self.experiment} (artifacts at {found.artifact_location})")
-            found = None
-        if found:
-            return found.experiment_id
-        return mlflow.create_experiment(self.experiment, artifact_location=location)
+        return open_experiment(self.tracking_uri, self.experiment, self.artifact_location)
 
     def _missing_reason(self, run_id: str, experiment_id: str) -> str:
         """Why an existing run id cannot be resumed ('' when it can)."""
