@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import requests
 
 from beauty_pipeline.errors import PipelineError
+from beauty_pipeline.netio import NetworkError, read_body
 from beauty_pipeline.settings import data_root
 from beauty_pipeline.storage import atomic_write_bytes
 
@@ -94,20 +96,16 @@ def _download(spec: ModelSpec, timeout: float) -> bytes:
     """Download the model into memory with a size cap and check its sha256 before any write."""
     how = (f"Download {spec.url} on a machine with internet access (sha256 {spec.sha256}) and "
            f"set {spec.option} to its local path.")
+    deadline = time.monotonic() + 10 * timeout  # the whole download, not each read
     try:
         with requests.get(spec.url, timeout=timeout, stream=True) as response:
             response.raise_for_status()
-            chunks, size = [], 0
-            for chunk in response.iter_content(1 << 16):
-                size += len(chunk)
-                if size > spec.max_bytes:
-                    raise ModelFileError(f"{spec.name}: {spec.url} is larger than "
-                                         f"{spec.max_bytes} bytes; refusing it. {how}")
-                chunks.append(chunk)
+            data = read_body(response, spec.max_bytes, deadline, f"{spec.name} download")
+    except NetworkError as error:
+        raise ModelFileError(f"{spec.name}: {spec.url}: {error}; refusing it. {how}") from error
     except requests.RequestException as error:
         raise ModelFileError(f"{spec.name} ({spec.filename}) is not cached and could not be "
                              f"downloaded from {spec.url}: {error}. {how}") from error
-    data = b"".join(chunks)
     actual = hashlib.sha256(data).hexdigest()
     if actual != spec.sha256:
         raise ModelFileError(f"{spec.name}: the file downloaded from {spec.url} has sha256 "

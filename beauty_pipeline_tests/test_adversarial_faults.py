@@ -62,6 +62,20 @@ def test_a_trickling_image_download_ends_at_its_deadline():
         assert time.monotonic() - started < 4
 
 
+def test_a_trickling_model_download_ends_at_its_deadline(tmp_path):
+    import dataclasses
+
+    from beauty_pipeline.modelfiles import YUNET, obtain_model_file
+
+    with Server(lambda r: trickle(r, b"\x08")) as server:
+        spec = dataclasses.replace(YUNET, url=f"{server.base}/yunet.onnx")
+        started = time.monotonic()
+        with pytest.raises(ModelFileError, match="deadline"):
+            obtain_model_file(spec, cache_dir=tmp_path, timeout=0.2)
+        assert time.monotonic() - started < 5
+    assert not (tmp_path / YUNET.filename).exists()
+
+
 @pytest.mark.parametrize("status,body,words", [
     (500, b"oops", "500"), (404, b"", "404"), (200, b"x" * 5_000_001, "more than")],
     ids=["server-error", "missing", "oversized"])
@@ -141,7 +155,7 @@ def test_a_server_without_the_experiment_yet_is_reachable():
 
 
 def test_nothing_listening_is_a_clear_failure():
-    with pytest.raises(Failure, match="not usable"):
+    with pytest.raises(Failure, match="not reachable"):
         MlflowTracking(tracking_uri="http://127.0.0.1:9").ensure_reachable(timeout_s=2)
 
 

@@ -60,9 +60,10 @@ class MlflowTracking(ConfigurableResource):
             raise self._unreachable(str(error)) from error
 
     def _unreachable(self, why: str) -> Failure:
-        return Failure(description=f"MLflow tracking server {self.tracking_uri} is not usable "
-                                   f"({why}); start or repair it, or set "
-                                   "BEAUTY_PIPELINE_MLFLOW_URI. No work was started.")
+        return Failure(description=f"MLflow tracking server {self.tracking_uri} is not reachable "
+                                   f"or not usable ({why}); start or repair it, or set "
+                                   "BEAUTY_PIPELINE_MLFLOW_URI. No training was started and no "
+                                   "audit work was done.")
 
     def _experiment_id(self) -> str:
         """The experiment's id, creating the store and experiment once (serialised on SQLite)."""
