@@ -116,7 +116,7 @@ def assign_newcomers(names: Iterable[str], taken: set[str]) -> dict[str, str]:
 def check_person_key(key: str) -> str:
     """Refuse a person key that is not a plain slug, so it can never leave a directory root."""
     if not isinstance(key, str) or not _SAFE_KEY.match(key):
-        raise ValueError(f"unsafe person key {key!r}: expected [a-z0-9-], at most 80 characters")
+        raise PipelineError(f"unsafe person key {key!r}: expected [a-z0-9-], at most 80 characters")
     return key
 
 

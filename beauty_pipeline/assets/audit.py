@@ -29,8 +29,8 @@ class GradcamConfig(Config):
     layer: str = Field(default="", description=(
         "Module path; default: the last convolutional stage, or an earlier one when the input is so "
         "small that the last stage is under 4x4"))
-    overlays: int = 8
-    batch_size: int = 32
+    overlays: int = Field(default=8, ge=0)
+    batch_size: int = Field(default=32, ge=1)
     device: str = "auto"
 
 

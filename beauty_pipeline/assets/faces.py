@@ -13,6 +13,7 @@ from beauty_pipeline.assets.common import (
     table_md,
 )
 from beauty_pipeline.data.schema import FACE_COLUMNS, conform
+from beauty_pipeline.errors import PipelineError
 from beauty_pipeline.partitions import person_partitions
 from beauty_pipeline.resources import FacePreprocessing, StudyStorage
 from beauty_pipeline.settings import active_profile
@@ -94,7 +95,7 @@ def ordinary_faces_from_fairface(config, storage: StudyStorage,
     from beauty_pipeline.vision.faces import process_photos
 
     if not config.fairface_dir:
-        raise ValueError("fairface_faces with source 'fairface' needs fairface_dir "
+        raise PipelineError("fairface_faces with source 'fairface' needs fairface_dir "
                          "(or BEAUTY_PIPELINE_FAIRFACE_DIR)")
     labels, skipped = read_fairface(config.fairface_dir, config.limit or None)
     labels, refused = store_fairface_images(labels, storage.images)

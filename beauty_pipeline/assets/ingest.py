@@ -16,6 +16,7 @@ from beauty_pipeline.assets.common import (
 )
 from beauty_pipeline.assets.faces import ordinary_faces_from_fairface
 from beauty_pipeline.demo.source import demo_ordinary_manifest, demo_ranking
+from beauty_pipeline.errors import PipelineError
 from beauty_pipeline.partitions import person_partitions
 from beauty_pipeline.person_registry import PersonKeyRegistry
 from beauty_pipeline.ranking import load_ranking, ranking_digest, validate_ranking
@@ -69,7 +70,7 @@ def celebrity_photos(context: AssetExecutionContext, ranking: pd.DataFrame,
     person = context.partition_key
     row = ranking[ranking["person"] == person]
     if row.empty:
-        raise ValueError(f"person {person!r} is not in the current ranking; "
+        raise PipelineError(f"person {person!r} is not in the current ranking; "
                          "its partition should have been removed by the ranking sensor")
     source = photo_source.build(demo_data.spec())
     known = previous_manifest(storage, "celebrity_photos", person)
@@ -107,7 +108,7 @@ def fairface_faces(context: AssetExecutionContext, config: FairfaceConfig,
     elif config.source == "fairface":
         faces, skipped = ordinary_faces_from_fairface(config, storage, face_stage)
     else:
-        raise ValueError(f"unknown ordinary source {config.source!r}; expected demo | fairface")
+        raise PipelineError(f"unknown ordinary source {config.source!r}; expected demo | fairface")
     kept = faces[faces["drop_reason"] == ""]
     return Output(faces, data_version=DataVersion(frame_digest(kept, ["image_key", "age", "gender", "race"])),
                   metadata={"source": config.source, "kept": len(kept),
