@@ -37,8 +37,9 @@ def _is_internal(address: str) -> bool:
     ip = ipaddress.ip_address(address.split("%", 1)[0])
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
         ip = ip.ipv4_mapped
+    # not is_global also covers shared (100.64/10), documentation and benchmark ranges
     return (ip.is_loopback or ip.is_link_local or ip.is_private or ip.is_multicast
-            or ip.is_reserved or ip.is_unspecified)
+            or ip.is_reserved or ip.is_unspecified or not ip.is_global)
 
 
 def check_public_host(url: str, allow_private: bool = False) -> None:

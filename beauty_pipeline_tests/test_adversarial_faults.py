@@ -92,9 +92,11 @@ def test_a_bad_ranking_url_is_one_clear_error(status, body, words):
     "http://127.0.0.1/x.jpg", "http://localhost:8080/x.jpg", "http://169.254.169.254/latest/meta-data",
     "http://10.0.0.7/x.jpg", "http://192.168.1.1/x.jpg", "http://172.16.5.4/x.jpg",
     "http://224.0.0.251/x.jpg", "http://[::1]/x.jpg", "http://[::ffff:127.0.0.1]/x.jpg",
-    "http://0.0.0.0/x.jpg", "http://[fe80::1]/x.jpg", "http://2130706433/x.jpg"],
+    "http://0.0.0.0/x.jpg", "http://[fe80::1]/x.jpg", "http://2130706433/x.jpg",
+    "http://100.64.0.1/x.jpg", "http://[fd00::1]/x.jpg"],
     ids=["loopback", "localhost", "metadata", "10/8", "192.168/16", "172.16/12", "multicast",
-         "v6-loopback", "v4-mapped", "unspecified", "v6-link-local", "decimal-loopback"])
+         "v6-loopback", "v4-mapped", "unspecified", "v6-link-local", "decimal-loopback",
+         "shared-cgnat", "v6-unique-local"])
 def test_internal_addresses_are_refused(url):
     with pytest.raises(BlockedHostError, match="internal address"):
         check_public_host(url)
