@@ -2,17 +2,25 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import pandas as pd
+
+from beauty_pipeline.errors import PipelineError
+from beauty_pipeline.storage import ImageStore
+from beauty_pipeline.textfiles import decode_csv_text
+from beauty_pipeline.vision.decode import DEFAULT_MAX_PIXELS, SUFFIXES, ImageDecodeError, decode_image
 
 LABEL_FILES = ("fairface_label_train.csv", "fairface_label_val.csv")
 LABEL_COLUMNS = ("file", "age", "gender", "race", "service_test")
 # Spreadsheet-mangled ages seen in circulating copies of the label CSVs.
 AGE_REPAIRS = {"9-Mar": "3-9", "03-Sep": "3-9", "19-Oct": "10-19", "Oct-19": "10-19"}
+MAX_IMAGE_BYTES = 50_000_000  # the same cap as a local photo folder
+MAX_LABEL_BYTES = 200_000_000
 
 
-class FairFaceError(ValueError):
+class FairFaceError(PipelineError):
     """A FairFace folder that cannot be read as the official layout."""
 
 
@@ -28,25 +36,79 @@ def label_files(root: Path) -> list[Path]:
     return found
 
 
+def read_label_file(path: Path) -> pd.DataFrame:
+    """One label CSV, strictly: not empty, UTF-8, the official columns."""
+    size = path.stat().st_size
+    if size == 0:
+        raise FairFaceError(f"FairFace label file {path} is empty (0 bytes); download it again")
+    if size > MAX_LABEL_BYTES:
+        raise FairFaceError(f"FairFace label file {path} is larger than {MAX_LABEL_BYTES} bytes")
+    text = decode_csv_text(path.read_bytes(), f"FairFace label file {path}", FairFaceError)
+    try:
+        frame = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError) as error:
+        raise FairFaceError(f"FairFace label file {path} is not a readable CSV "
+                            f"({str(error).splitlines()[0]}); download it again") from error
+    missing = [c for c in LABEL_COLUMNS[:4] if c not in frame.columns]
+    if missing:
+        raise FairFaceError(f"FairFace label file {path} lacks columns {missing}; expected "
+                            f"{LABEL_COLUMNS}")
+    return frame
+
+
+def _outside(root: Path, file: str) -> bool:
+    """A label path that leaves the FairFace folder, literally or through a symlink."""
+    if ".." in Path(file).parts or Path(file).is_absolute():
+        return True
+    try:
+        return not (root / file).resolve().is_relative_to(root.resolve())
+    except (OSError, RuntimeError):
+        return True
+
+
 def read_fairface(root: Path | str, limit: int | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Rows with an existing image file, plus the rows skipped and why (missing, bad labels)."""
     root = Path(root).expanduser()
-    frames = []
-    for path in label_files(root):
-        frame = pd.read_csv(path, dtype=str, keep_default_na=False)
-        missing = [c for c in LABEL_COLUMNS[:4] if c not in frame.columns]
-        if missing:
-            raise FairFaceError(f"{path.name} lacks columns {missing}; expected {LABEL_COLUMNS}")
-        frames.append(frame)
-    labels = pd.concat(frames, ignore_index=True)
+    files = label_files(root)
+    labels = pd.concat([read_label_file(path) for path in files], ignore_index=True)
+    if labels.empty:
+        raise FairFaceError(f"FairFace label file(s) {', '.join(str(f) for f in files)} have a "
+                            "header but no rows; download them again")
     labels["age"] = labels["age"].replace(AGE_REPAIRS)
-    exists = labels["file"].map(lambda f: (root / f).is_file())
-    traversal = labels["file"].map(lambda f: ".." in Path(f).parts or Path(f).is_absolute())
-    skipped = labels[~exists | traversal].assign(
+    traversal = labels["file"].map(lambda f: _outside(root, f))
+    exists = labels["file"].map(lambda f: (root / f).is_file()) & ~traversal
+    bad = ~exists | traversal
+    skipped = labels[bad].assign(
         reason=["path outside the FairFace folder" if t else "image file missing"
-                for t in traversal[~exists | traversal]])
-    kept = labels[exists & ~traversal].reset_index(drop=True)
+                for t in traversal[bad]])
+    kept = labels[~bad].reset_index(drop=True)
     if limit is not None:
         kept = kept.iloc[:limit]
-    kept = kept.assign(path=[str(root / f) for f in kept["file"]])
+    kept = kept.assign(path=[str((root / f).resolve()) for f in kept["file"]])
     return kept, skipped.reset_index(drop=True)
+
+
+def store_fairface_images(labels: pd.DataFrame, store: ImageStore,
+                          max_bytes: int = MAX_IMAGE_BYTES,
+                          max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Size-capped, fully decoded FairFace images into the store: (rows with image_key, refused)."""
+    keys, reasons = [], []
+    for path in labels["path"]:
+        key, reason = "", ""
+        try:
+            if Path(path).stat().st_size > max_bytes:
+                reason = f"too large: more than {max_bytes} bytes"
+            else:
+                data = Path(path).read_bytes()
+                _, fmt = decode_image(data, max_pixels)
+                key = store.put_bytes(data, SUFFIXES[fmt])
+        except OSError as error:
+            reason = f"unreadable: {error.strerror}"
+        except ImageDecodeError as error:
+            reason = str(error)
+        keys.append(key)
+        reasons.append(reason)
+    frame = labels.assign(image_key=keys, reason=reasons)
+    ok = frame["reason"] == ""
+    return (frame[ok].drop(columns="reason").reset_index(drop=True),
+            frame[~ok].drop(columns=["image_key", "path"]).reset_index(drop=True))

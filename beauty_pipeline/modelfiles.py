@@ -4,18 +4,21 @@ from __future__ import annotations
 
 import hashlib
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import requests
 
+from beauty_pipeline.errors import PipelineError
+from beauty_pipeline.netio import NetworkError, read_body
 from beauty_pipeline.settings import data_root
 from beauty_pipeline.storage import atomic_write_bytes
 
 MODELS_ENV = "BEAUTY_PIPELINE_MODELS"
 
 
-class ModelFileError(RuntimeError):
+class ModelFileError(PipelineError, RuntimeError):
     """A model file that is missing, corrupt or cannot be downloaded; says how to provide it."""
 
 
@@ -41,6 +44,18 @@ YUNET = ModelSpec(
     max_bytes=5_000_000,
     option="detector_model_path",
 )
+
+
+def hopenet_state(path: str | os.PathLike) -> dict:
+    """HopeNet weights as a plain state dict; a damaged file is a ModelFileError naming it."""
+    from beauty_pipeline.training.checkpoints import CheckpointError, load_state
+
+    try:
+        state = load_state(Path(path).expanduser())
+    except CheckpointError as error:
+        raise ModelFileError(f"HopeNet weights (hopenet_weights): {error}") from error
+    return {k.removeprefix("module."): v for k, v in state.items()
+            if not k.removeprefix("module.").startswith("fc_finetune")}
 
 
 def default_cache_dir() -> Path:
@@ -81,20 +96,16 @@ def _download(spec: ModelSpec, timeout: float) -> bytes:
     """Download the model into memory with a size cap and check its sha256 before any write."""
     how = (f"Download {spec.url} on a machine with internet access (sha256 {spec.sha256}) and "
            f"set {spec.option} to its local path.")
+    deadline = time.monotonic() + 10 * timeout  # the whole download, not each read
     try:
         with requests.get(spec.url, timeout=timeout, stream=True) as response:
             response.raise_for_status()
-            chunks, size = [], 0
-            for chunk in response.iter_content(1 << 16):
-                size += len(chunk)
-                if size > spec.max_bytes:
-                    raise ModelFileError(f"{spec.name}: {spec.url} is larger than "
-                                         f"{spec.max_bytes} bytes; refusing it. {how}")
-                chunks.append(chunk)
+            data = read_body(response, spec.max_bytes, deadline, f"{spec.name} download")
+    except NetworkError as error:
+        raise ModelFileError(f"{spec.name}: {spec.url}: {error}; refusing it. {how}") from error
     except requests.RequestException as error:
         raise ModelFileError(f"{spec.name} ({spec.filename}) is not cached and could not be "
                              f"downloaded from {spec.url}: {error}. {how}") from error
-    data = b"".join(chunks)
     actual = hashlib.sha256(data).hexdigest()
     if actual != spec.sha256:
         raise ModelFileError(f"{spec.name}: the file downloaded from {spec.url} has sha256 "

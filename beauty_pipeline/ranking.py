@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import io
 import re
+import time
 import unicodedata
 from collections.abc import Iterable
 from importlib import resources
@@ -12,6 +13,10 @@ from pathlib import Path
 
 import pandas as pd
 import requests
+
+from beauty_pipeline.errors import PipelineError
+from beauty_pipeline.netio import NetworkError, read_body
+from beauty_pipeline.textfiles import decode_csv_text
 
 REQUIRED_COLUMNS = ("name", "gender", "rank", "list", "year")
 OPTIONAL_COLUMNS = ("country", "birth_year")
@@ -27,13 +32,16 @@ _RESERVED = {"con", "prn", "aux", "nul", *(f"com{i}" for i in range(10)),
 _MAX_SLUG = 60
 
 
-class RankingError(ValueError):
+class RankingError(PipelineError):
     """A ranking that cannot be used; the message names every offending row."""
 
 
-def _normal_name(name: str) -> str:
+def normal_name(name: str) -> str:
     """Canonical identity form of a name: NFC, case-folded, single spaces."""
     return " ".join(unicodedata.normalize("NFC", name).casefold().split())
+
+
+_normal_name = normal_name
 
 
 def _slug(name: str) -> tuple[str, bool]:
@@ -88,10 +96,27 @@ def assign_person_keys(names: Iterable[str]) -> dict[str, str]:
     return {name: keys[_normal_name(name)] for name in names}
 
 
+def assign_newcomers(names: Iterable[str], taken: set[str]) -> dict[str, str]:
+    """Keys for identities never seen before; a key already taken goes to nobody new."""
+    fresh = assign_person_keys(names)
+    keys: dict[str, str] = {}
+    for name, key in sorted(fresh.items(), key=lambda item: normal_name(item[0])):
+        identity = normal_name(name)
+        if identity in keys:
+            continue
+        length = 8
+        while key in taken:
+            key = f"{person_key(name)[:_MAX_SLUG]}-{_name_hash(name, length)}"
+            length += 2
+        taken.add(key)
+        keys[identity] = key
+    return keys
+
+
 def check_person_key(key: str) -> str:
     """Refuse a person key that is not a plain slug, so it can never leave a directory root."""
     if not isinstance(key, str) or not _SAFE_KEY.match(key):
-        raise ValueError(f"unsafe person key {key!r}: expected [a-z0-9-], at most 80 characters")
+        raise PipelineError(f"unsafe person key {key!r}: expected [a-z0-9-], at most 80 characters")
     return key
 
 
@@ -102,29 +127,32 @@ def _read_source(source: str | Path | None, timeout: float) -> tuple[str, str]:
         return resource.read_text(encoding="utf-8"), f"package resource {DEFAULT_RESOURCE}"
     text_source = str(source)
     if re.match(r"^https?://", text_source, flags=re.IGNORECASE):
+        deadline = time.monotonic() + timeout  # the whole fetch, not each read
         try:
             with requests.get(text_source, timeout=timeout, stream=True) as response:
                 response.raise_for_status()
-                data = response.raw.read(MAX_RANKING_BYTES + 1, decode_content=True)
-        except requests.RequestException as error:
-            raise RankingError(f"could not fetch ranking from {text_source}: {error}") from error
-        if len(data) > MAX_RANKING_BYTES:
-            raise RankingError(f"ranking at {text_source} is larger than {MAX_RANKING_BYTES} bytes")
-        return data.decode("utf-8-sig"), text_source
+                data = read_body(response, MAX_RANKING_BYTES, deadline, f"ranking {text_source}")
+        except (requests.RequestException, NetworkError) as error:
+            raise RankingError(f"could not fetch ranking from {text_source}: {error}; check the "
+                               "URL or use a local copy") from error
+        return decode_csv_text(data, f"ranking {text_source}", RankingError), text_source
     path = Path(text_source).expanduser()
     if not path.is_file():
         raise RankingError(f"ranking file {path} does not exist")
-    return path.read_text(encoding="utf-8-sig"), str(path)
+    if path.stat().st_size > MAX_RANKING_BYTES:
+        raise RankingError(f"ranking file {path} is larger than {MAX_RANKING_BYTES} bytes")
+    return decode_csv_text(path.read_bytes(), f"ranking file {path}", RankingError), str(path)
 
 
-def load_ranking(source: str | Path | None = None, timeout: float = 30.0) -> pd.DataFrame:
+def load_ranking(source: str | Path | None = None, timeout: float = 30.0,
+                 registry=None) -> pd.DataFrame:
     """Load and validate a ranking from a path, an http(s) URL, or the shipped 2024 list."""
     text, label = _read_source(source, timeout)
     try:
         raw = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False)
     except (pd.errors.ParserError, pd.errors.EmptyDataError) as error:
         raise RankingError(f"{label} is not a readable CSV: {error}") from error
-    return validate_ranking(raw, label=label)
+    return validate_ranking(raw, label=label, registry=registry)
 
 
 def _year_from_list(list_name: str) -> str:
@@ -137,8 +165,10 @@ def _as_int(text: str) -> int | None:
     return int(text) if re.fullmatch(r"\d+", text) else None
 
 
-def validate_ranking(raw: pd.DataFrame, label: str = "ranking") -> pd.DataFrame:
-    """Normalise a raw ranking; RankingError names every bad row (the header is row 1)."""
+def validate_ranking(raw: pd.DataFrame, label: str = "ranking", registry=None) -> pd.DataFrame:
+    """Normalise a raw ranking; RankingError names every bad row (the header is row 1).
+
+    registry (a PersonKeyRegistry) keeps every key once given; without it keys are computed."""
     raw = raw.rename(columns={c: str(c).strip().lower() for c in raw.columns}).fillna("")
     raw = raw.astype(str)
     if "year" not in raw and "list" in raw:
@@ -159,6 +189,8 @@ def validate_ranking(raw: pd.DataFrame, label: str = "ranking") -> pd.DataFrame:
         errors = []
         if not name or not any(ch.isalnum() for ch in name):
             errors.append("empty name")
+        elif any(unicodedata.category(ch) == "Cc" for ch in name):
+            errors.append(f"control character in name {name!r}")
         if gender is None:
             errors.append(f"bad gender {record['gender']!r} (male/female)")
         if rank is None or rank < 1:
@@ -179,8 +211,12 @@ def validate_ranking(raw: pd.DataFrame, label: str = "ranking") -> pd.DataFrame:
     problems += _duplicate_problems(rows)
     if problems:
         raise RankingError(f"{label} has {len(problems)} bad row(s):\n  " + "\n  ".join(problems))
+    if not rows:
+        raise RankingError(f"{label} has no persons (only a header, or empty): a truncated export? "
+                           "Nothing was changed; fix the file and try again")
     frame = pd.DataFrame(rows, columns=["row", *REQUIRED_COLUMNS, *OPTIONAL_COLUMNS])
-    keys = assign_person_keys(frame["name"].tolist())
+    names = frame["name"].tolist()
+    keys = registry.assign(names) if registry is not None else assign_person_keys(names)
     frame.insert(0, "person", frame["name"].map(keys))
     frame = frame.drop(columns="row").astype(
         {"rank": "int64", "year": "int64", "birth_year": "Int64"})

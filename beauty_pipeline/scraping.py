@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+import os
 import re
 import time
 import urllib.parse
@@ -15,6 +16,7 @@ from typing import Protocol
 import pandas as pd
 import requests
 
+from beauty_pipeline.netio import NetworkError, guarded_get, private_hosts_allowed, read_body
 from beauty_pipeline.ranking import check_person_key, person_key
 from beauty_pipeline.storage import ImageStore, sha256_bytes
 from beauty_pipeline.vision.decode import (
@@ -75,11 +77,12 @@ def validate_image_bytes(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> s
     return SUFFIXES[fmt]
 
 
-def _fetch_once(session: requests.Session, url: str, timeout: float, max_bytes: int) -> bytes:
-    """One GET with a streaming size cap and a whole-download deadline."""
+def _fetch_once(session: requests.Session, url: str, timeout: float, max_bytes: int,
+                allow_private: bool = False) -> bytes:
+    """One GET with a streaming size cap, a whole-download deadline and a host check per hop."""
     deadline = time.monotonic() + timeout
     try:
-        with session.get(url, stream=True, timeout=timeout, allow_redirects=True) as response:
+        with guarded_get(session, url, timeout, allow_private) as response:
             if response.status_code >= 500 or response.status_code == 429:
                 raise DownloadError(f"HTTP {response.status_code}", transient=True)
             if response.status_code >= 400:
@@ -87,16 +90,9 @@ def _fetch_once(session: requests.Session, url: str, timeout: float, max_bytes: 
             declared = response.headers.get("Content-Length", "")
             if declared.isdigit() and int(declared) > max_bytes:
                 raise DownloadError(f"too large: Content-Length {declared} > {max_bytes} bytes")
-            chunks, size = [], 0
-            for chunk in response.iter_content(1 << 16):
-                size += len(chunk)
-                if size > max_bytes:
-                    raise DownloadError(f"too large: more than {max_bytes} bytes")
-                if time.monotonic() > deadline:
-                    raise DownloadError(f"timeout: download took over {timeout:g} s",
-                                        transient=True)
-                chunks.append(chunk)
-            return b"".join(chunks)
+            return read_body(response, max_bytes, deadline, "download")
+    except NetworkError as error:
+        raise DownloadError(str(error), transient=error.transient) from error
     except requests.Timeout as error:
         raise DownloadError(f"timeout: {type(error).__name__}", transient=True) from error
     except requests.ConnectionError as error:
@@ -107,14 +103,17 @@ def _fetch_once(session: requests.Session, url: str, timeout: float, max_bytes: 
 
 def download_image(url: str, *, session: requests.Session | None = None, timeout: float = 15.0,
                    max_bytes: int = 15_000_000, retries: int = 3, backoff: float = 0.5,
-                   max_pixels: int = DEFAULT_MAX_PIXELS) -> Downloaded:
+                   max_pixels: int = DEFAULT_MAX_PIXELS,
+                   allow_private: bool | None = None) -> Downloaded:
     """Download one image with limits, retrying transient failures with exponential backoff."""
+    if allow_private is None:
+        allow_private = private_hosts_allowed()
     if urllib.parse.urlsplit(url).scheme.lower() not in ("http", "https"):
         raise DownloadError(f"unsupported URL scheme in {url[:80]!r}")
     session = session or _session()
     for attempt in range(retries + 1):
         try:
-            data = _fetch_once(session, url, timeout, max_bytes)
+            data = _fetch_once(session, url, timeout, max_bytes, allow_private)
             break
         except DownloadError as error:
             if not error.transient or attempt == retries:
@@ -169,7 +168,8 @@ class BingSource:
                  timeout: float = 15.0, max_bytes: int = 15_000_000, retries: int = 3,
                  base_url: str = "https://www.bing.com", backoff: float = 0.5,
                  max_pages: int = 5, max_pixels: int = DEFAULT_MAX_PIXELS,
-                 retry_failed: bool = False):
+                 retry_failed: bool = False, allow_private: bool | None = None):
+        self.allow_private = private_hosts_allowed() if allow_private is None else allow_private
         self.limit, self.extra_terms, self.adult_filter = limit, extra_terms, adult_filter
         self.timeout, self.max_bytes, self.retries = timeout, max_bytes, retries
         self.base_url, self.backoff, self.max_pages = base_url.rstrip("/"), backoff, max_pages
@@ -190,7 +190,8 @@ class BingSource:
         for page in range(self.max_pages):
             url = self.page_url(query, page * self.limit)
             try:
-                text = _fetch_once(session, url, self.timeout, 10_000_000).decode(
+                text = _fetch_once(session, url, self.timeout, 10_000_000,
+                                   self.allow_private).decode(
                     "utf-8", errors="replace")
             except DownloadError as error:
                 raise DownloadError(f"search page failed: {error.reason}", url=url) from error
@@ -230,10 +231,24 @@ class BingSource:
         try:
             image = download_image(url, session=session, timeout=self.timeout,
                                    max_bytes=self.max_bytes, retries=self.retries,
-                                   backoff=self.backoff, max_pixels=self.max_pixels)
+                                   backoff=self.backoff, max_pixels=self.max_pixels,
+                                   allow_private=self.allow_private)
         except DownloadError as error:
             return _row(url, "failed", error.reason)
         return _row(url, "ok", data=image.data, key=store.put_bytes(image.data, image.suffix))
+
+
+def _refusal(path: Path, root: Path) -> str:
+    """Why a file under the photo folder is not read ('' when it may be)."""
+    try:
+        target = path.resolve(strict=True)
+    except (OSError, RuntimeError):
+        return "broken or looping symlink"
+    if not target.is_relative_to(root):
+        return "symlink to a file outside the photo folder: refused"
+    if not target.is_file():
+        return "not a regular file"
+    return ""
 
 
 class LocalFolderSource:
@@ -251,7 +266,7 @@ class LocalFolderSource:
         check_person_key(person)
         root = self.root.resolve()
         direct = root / person
-        if direct.is_dir():
+        if direct.is_dir() and direct.resolve().is_relative_to(root):
             return direct
         wanted = {person, person_key(name)} if name else {person}
         matches = sorted(child for child in root.iterdir() if child.is_dir()
@@ -273,13 +288,39 @@ class LocalFolderSource:
             r["url"]: r for r in known.to_dict("records")
             if r.get("outcome") in ("ok", "skipped_known")}
         rows = []
-        for path in sorted(p for p in folder.iterdir() if p.is_file()
-                           and not p.name.startswith(".")):
-            rows.append(self._read(path, store, previous.get(path.as_uri())))
+        for path, refusal in self.entries(folder):
+            if refusal:
+                rows.append(_row(path.as_uri(), "failed", refusal))
+            else:
+                rows.append(self._read(path, store, previous.get(path.as_uri())))
         return _frame(rows)
+
+    def entries(self, folder: Path) -> list[tuple[Path, str]]:
+        """Every file under the folder, sub-folders included: (path, '' or why it is not read).
+
+        Hidden names (.DS_Store, .git) are skipped; a link that leads outside the photo root,
+        a linked folder, a special file or an empty folder gets a reason instead of being read."""
+        root = self.root.resolve()
+        found: list[tuple[Path, str]] = []
+        for current, folders, files in os.walk(folder, followlinks=False):
+            here = Path(current)
+            folders[:] = sorted(f for f in folders if not f.startswith("."))
+            visible = sorted(f for f in files if not f.startswith("."))
+            for name in folders:
+                if (here / name).is_symlink():
+                    found.append((here / name, "symlinked folder, not followed: put the photos "
+                                               "in the folder itself"))
+            if not visible and not folders and here != Path(folder):
+                found.append((here, "empty sub-folder: nothing to read"
+                              + (" (a folder named like an image file)"
+                                 if here.suffix.lower().lstrip(".") in SUFFIXES.values() else "")))
+            for name in visible:
+                found.append((here / name, _refusal(here / name, root)))
+        return sorted(found)
 
     def _read(self, path: Path, store: ImageStore, before: dict | None) -> dict:
         url = path.as_uri()
+        path = path.resolve()  # checked to stay inside the photo root by entries()
         try:
             if path.stat().st_size > self.max_bytes:
                 return _row(url, "failed", f"too large: more than {self.max_bytes} bytes")

@@ -6,6 +6,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from beauty_pipeline.errors import PipelineError
+
 HOME_ENV = "BEAUTY_PIPELINE_HOME"
 MLFLOW_URI_ENV = "BEAUTY_PIPELINE_MLFLOW_URI"
 DEVICE_ENV = "BEAUTY_PIPELINE_DEVICE"
@@ -26,6 +28,11 @@ def default_mlflow_uri(root: Path) -> str:
     return os.environ.get(MLFLOW_URI_ENV) or f"sqlite:///{root / 'mlflow.db'}"
 
 
+# The smallest value each numeric setting accepts (0 epochs, batch 0 or a 0-pixel image make no run).
+MINIMUMS = {"image_size": 8, "epochs": 1, "batch_size": 1, "backbone_epochs": 1,
+            "learning_rate": 1e-12, "seeds": 1}
+
+
 @dataclass(frozen=True)
 class TrainSettings:
     """The study's training settings (Adam, lr 1e-4, 10 epochs, batch 32, 224 px) as defaults."""
@@ -39,6 +46,14 @@ class TrainSettings:
     amp: bool = True
     channels_last: bool = True
     threads: int = 0  # 0 = torch default
+
+    def __post_init__(self):
+        for name in ("epochs", "batch_size", "image_size", "learning_rate"):
+            value, floor = getattr(self, name), MINIMUMS[name]
+            if not isinstance(value, int | float) or value != value or value < floor:
+                raise PipelineError(f"training setting {name}={value!r} is out of range: it must "
+                                    f"be at least {floor}; set it to e.g. "
+                                    f"{getattr(TrainSettings, name)}")
 
 
 PROFILE_ENV = "BEAUTY_PIPELINE_PROFILE"
@@ -71,16 +86,31 @@ PROFILES = {
 }
 
 
+def env_number(name: str, kind: type, default, minimum=None):
+    """A numeric env var, read where it is used: a bad value is one clear PipelineError."""
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = kind(raw)
+    except ValueError:
+        raise PipelineError(f"{name}={raw!r} is not a {'whole ' if kind is int else ''}number; "
+                            f"set it to e.g. {default} or unset it") from None
+    if value != value or (minimum is not None and value < minimum):  # NaN, or below the floor
+        raise PipelineError(f"{name}={raw!r} is out of range: it must be at least {minimum}; "
+                            f"set it to e.g. {default} or unset it")
+    return value
+
+
 def active_profile() -> Profile:
     """The profile named by BEAUTY_PIPELINE_PROFILE (default demo) with numeric env overrides."""
     name = os.environ.get(PROFILE_ENV, "demo")
     if name not in PROFILES:
-        raise ValueError(f"{PROFILE_ENV}={name!r}; expected one of {sorted(PROFILES)}")
+        raise PipelineError(f"{PROFILE_ENV}={name!r} is not a profile; set one of {sorted(PROFILES)}")
     base = PROFILES[name]
     overrides = {}
     for field_name, kind in (("image_size", int), ("epochs", int), ("batch_size", int),
                              ("backbone_epochs", int), ("learning_rate", float), ("seeds", int)):
-        raw = os.environ.get(f"BEAUTY_PIPELINE_{field_name.upper()}")
-        if raw:
-            overrides[field_name] = kind(raw)
+        overrides[field_name] = env_number(f"BEAUTY_PIPELINE_{field_name.upper()}", kind,
+                                           getattr(base, field_name), MINIMUMS[field_name])
     return Profile(**{**base.__dict__, **overrides})

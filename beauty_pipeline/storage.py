@@ -2,17 +2,50 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import io
 import json
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 from PIL import Image
+
+from beauty_pipeline.errors import PipelineError
+
+
+class StoredImageError(PipelineError):
+    """A stored image whose bytes no longer match its key: damaged on disk after it was written."""
+
+
+def _process_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def shared_file_mode() -> int:
+    """0666 minus the process umask, as open() would give: other services can read our files."""
+    return 0o666 & ~_process_umask()
+
+
+@contextlib.contextmanager
+def file_lock(path: Path) -> Iterator[None]:
+    """An exclusive advisory lock on <path>.lock, so processes take turns creating one thing."""
+    lock = Path(path).with_name(Path(path).name + ".lock")
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock, "a+b") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> Path:
@@ -23,6 +56,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> Path:
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
+        os.chmod(tmp, shared_file_mode())  # mkstemp makes 0600; the umask decides, as for open()
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -83,9 +117,28 @@ class ImageStore:
         """Store an image array losslessly and return its key."""
         return self.put_bytes(encode_png(array))
 
+    def read_verified(self, key: str) -> bytes:
+        """The stored bytes, checked against the sha256 in their key; damage names the key."""
+        path = self.path(key)
+        try:
+            data = path.read_bytes()
+        except OSError as error:
+            raise StoredImageError(f"stored image {key} is missing or unreadable at {path} "
+                                   f"({error.strerror}); {self._remedy(key)}") from error
+        if sha256_bytes(data) != key.split(".", 1)[0]:
+            raise StoredImageError(f"stored image {key} at {path} is damaged (its sha256 no longer "
+                                   f"matches its key); {self._remedy(key)}")
+        return data
+
+    def _remedy(self, key: str) -> str:
+        """What to rematerialize: the assets whose manifests under the data root use this key."""
+        makers = images_made_by(self.root.parent / "manifests", key)
+        where = ", ".join(makers) if makers else "the asset that stored it"
+        return f"delete the file and rematerialize {where}"
+
     def load(self, key: str, mode: str = "RGB") -> np.ndarray:
-        """Decode a stored image as a uint8 array (RGB by default, 'L' for masks)."""
-        with Image.open(self.path(key)) as image:
+        """Decode a stored image as a uint8 array (RGB by default, 'L' for masks), verified."""
+        with Image.open(io.BytesIO(self.read_verified(key))) as image:
             return np.asarray(image.convert(mode))
 
     def size(self, key: str) -> tuple[int, int]:
@@ -95,3 +148,60 @@ class ImageStore:
 
     def exists(self, key: str) -> bool:
         return self.path(key).exists()
+
+
+def images_made_by(manifests: Path, key: str, limit: int = 200) -> list[str]:
+    """'asset/partition' of the manifests that mention an image key (only read on failure)."""
+    found = []
+    for path in sorted(Path(manifests).glob("**/*.parquet"))[:limit * 10]:
+        try:
+            frame = pd.read_parquet(path)
+        except Exception:  # a damaged manifest is not what is being diagnosed here
+            continue
+        columns = [c for c in frame.columns if c.endswith("image_key") or c == "source_key"]
+        if any(frame[c].astype(str).eq(key).any() for c in columns):
+            found.append(path.relative_to(manifests).with_suffix("").as_posix())
+        if len(found) >= 5:
+            break
+    return found
+
+
+ROOT_MARK = "@data_root/"  # a path stored in a manifest, relative to wherever the root is now
+
+
+def paths_relative(value: Any, root: Path) -> Any:
+    """Absolute paths under the data root -> '@data_root/...', so a moved root keeps working."""
+    prefix = str(Path(root)) + os.sep
+    if isinstance(value, str):
+        return ROOT_MARK + value[len(prefix):] if value.startswith(prefix) else value
+    if isinstance(value, dict):
+        return {k: paths_relative(v, root) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(paths_relative(v, root) for v in value)
+    if isinstance(value, pd.DataFrame):
+        return _map_text_columns(value, lambda v: paths_relative(v, root))
+    return value
+
+
+def paths_absolute(value: Any, root: Path) -> Any:
+    """The inverse of paths_relative, against the data root as it is now."""
+    if isinstance(value, str):
+        return str(Path(root) / value[len(ROOT_MARK):]) if value.startswith(ROOT_MARK) else value
+    if isinstance(value, dict):
+        return {k: paths_absolute(v, root) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(paths_absolute(v, root) for v in value)
+    if isinstance(value, pd.DataFrame):
+        return _map_text_columns(value, lambda v: paths_absolute(v, root))
+    return value
+
+
+def _map_text_columns(frame: pd.DataFrame, convert) -> pd.DataFrame:
+    columns = [c for c in frame.columns if frame[c].dtype == object or
+               pd.api.types.is_string_dtype(frame[c].dtype)]
+    if not columns:
+        return frame
+    frame = frame.copy()
+    for column in columns:
+        frame[column] = frame[column].map(lambda v: convert(v) if isinstance(v, str) else v)
+    return frame

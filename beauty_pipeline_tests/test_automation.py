@@ -31,7 +31,8 @@ def write_ranking(path, rows):
 
 
 def tick(instance):
-    context = build_sensor_context(instance=instance, resources={"demo_data": DemoDataResource()})
+    context = build_sensor_context(instance=instance, resources={
+        "demo_data": DemoDataResource(), "storage": StudyStorage()})  # the data root the fixture sets
     return ranking_sensor(context)
 
 
@@ -49,6 +50,8 @@ def world(tmp_path, monkeypatch):
     csv = tmp_path / "ranking.csv"
     write_ranking(csv, ROWS[:2])
     monkeypatch.setenv("BEAUTY_PIPELINE_RANKING", str(csv))
+    monkeypatch.setenv("BEAUTY_PIPELINE_HOME", str(tmp_path))
+    monkeypatch.setenv("BEAUTY_PIPELINE_MAX_REMOVED_SHARE", "0.5")  # removing 1 of 3 is intended
     resources = {**defs.resources, "io_manager": ManifestIOManager(root=str(tmp_path)),
                  "storage": StudyStorage(root=str(tmp_path))}
     with instance_for_test() as instance:

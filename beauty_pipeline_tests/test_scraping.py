@@ -141,7 +141,7 @@ def fake_bing():
 
 def source(base: str, **overrides) -> BingSource:
     settings = dict(limit=20, extra_terms="face", timeout=0.5, max_bytes=MAX_BYTES, retries=2,
-                    base_url=base, backoff=0.01)
+                    base_url=base, backoff=0.01, allow_private=True)  # the fake is on 127.0.0.1
     return BingSource(**{**settings, **overrides})
 
 

@@ -32,8 +32,8 @@ class GradcamConfig(Config):
     layer: str = Field(default="", description=(
         "Module path; default: the last convolutional stage, or the deepest one whose map is at "
         "least 7x7 (the study's own map size at 224 px) when the input is smaller"))
-    overlays: int = 8
-    batch_size: int = 32
+    overlays: int = Field(default=8, ge=0)
+    batch_size: int = Field(default=32, ge=1)
     device: str = "auto"
 
 
@@ -66,6 +66,7 @@ def numbers(result: dict) -> dict[str, float]:
 def gradcam(context: AssetExecutionContext, config: GradcamConfig, classifier: dict,
             face_dataset_variant, storage: StudyStorage, mlflow_tracking: MlflowTracking):
     """Class-average contrastive Grad-CAM heatmaps, overlays and FaceMass with 95% intervals."""
+    mlflow_tracking.ensure_reachable()  # before the work, not after it
     background = classifier["background"]
     result = audit_domain.gradcam_audit(trained_model(classifier), face_dataset_variant, storage.images,
                            storage.folder("cache"), storage.folder("outputs", "figures"), background,
@@ -95,9 +96,11 @@ def shortcut_audit(context: AssetExecutionContext, config: AuditConfig, classifi
                    mlflow_tracking: MlflowTracking):
     """Accuracy on the counterfactual sets (face-only, background-only, mixed-same, mixed-other),
     every family's probe against its control with 95% intervals, and the verdict."""
-    result = audit_domain.shortcut_audit(trained_model(classifier), face_dataset_variant, storage.images,
-                            storage.folder("cache"), gradcam.get("face_mass_lift"),
-                            config.batch_size, config.device, config.bootstrap_seed)
+    mlflow_tracking.ensure_reachable()  # before the work, not after it
+    result = audit_domain.shortcut_audit(trained_model(classifier), face_dataset_variant,
+                                         storage.images, storage.folder("cache"),
+                                         gradcam.get("face_mass_lift"), config.batch_size,
+                                         config.device, config.bootstrap_seed)
     result["mlflow_run_id"] = classifier["mlflow_run_id"]
     with mlflow_tracking.run("", {}, run_id=classifier["mlflow_run_id"]):
         mlflow.log_metrics(numbers(result))

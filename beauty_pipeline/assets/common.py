@@ -2,6 +2,8 @@
 
 
 import base64
+import html
+import re
 
 import cv2
 import numpy as np
@@ -11,6 +13,7 @@ from dagster import AutomationCondition, MetadataValue
 from beauty_pipeline.explain.plots import thumbnail_png
 from beauty_pipeline.resources.io import manifest_stem
 from beauty_pipeline.resources.storage import StudyStorage
+from beauty_pipeline.storage import paths_absolute
 
 CODE_VERSION = "0.1.0"
 
@@ -23,7 +26,16 @@ ON_INPUTS_CHANGED = AutomationCondition.eager()
 def previous_manifest(storage: StudyStorage, asset: str, partition: str | None) -> pd.DataFrame | None:
     """The last stored manifest of an asset partition, so reruns can skip finished work."""
     path = manifest_stem(storage.path, [asset], partition).with_suffix(".parquet")
-    return pd.read_parquet(path) if path.exists() else None
+    return paths_absolute(pd.read_parquet(path), storage.path) if path.exists() else None
+
+
+_MD_SPECIAL = re.compile(r"([\\`*_\[\]()!|#~])")
+
+
+def md_escape(value) -> str:
+    """User text as literal Markdown: no image, link, HTML tag or table break can come through."""
+    text = " ".join(str(value).split())  # newlines would end a table row
+    return _MD_SPECIAL.sub(r"\\\1", html.escape(text, quote=False))
 
 
 def table_md(frame: pd.DataFrame, max_rows: int = 20) -> MetadataValue:
@@ -31,9 +43,9 @@ def table_md(frame: pd.DataFrame, max_rows: int = 20) -> MetadataValue:
     shown = frame.head(max_rows)
     if shown.empty:
         return MetadataValue.md("_(empty)_")
-    header = "| " + " | ".join(map(str, shown.columns)) + " |"
+    header = "| " + " | ".join(map(md_escape, shown.columns)) + " |"
     rule = "|" + "---|" * len(shown.columns)
-    body = ["| " + " | ".join(str(v).replace("|", "/") for v in row) + " |"
+    body = ["| " + " | ".join(md_escape(v) for v in row) + " |"
             for row in shown.itertuples(index=False)]
     more = [f"\n_{len(frame) - max_rows} more rows_"] if len(frame) > max_rows else []
     return MetadataValue.md("\n".join([header, rule, *body, *more]))
@@ -50,7 +62,8 @@ def counts_by(frame: pd.DataFrame, *columns: str) -> dict[str, int]:
 
 def png_md(png: bytes, caption: str) -> MetadataValue:
     """A PNG rendered inline by the Dagster UI's markdown metadata."""
-    return MetadataValue.md(f"![{caption}](data:image/png;base64,{base64.b64encode(png).decode()})")
+    alt = md_escape(caption)
+    return MetadataValue.md(f"![{alt}](data:image/png;base64,{base64.b64encode(png).decode()})")
 
 
 def image_strip_md(images: list[np.ndarray], caption: str, tile: int = 72) -> MetadataValue:

@@ -1,6 +1,5 @@
 """Group faces: detection, 300x300 crops, head pose, frontal filter and de-duplication."""
 
-from pathlib import Path
 
 import pandas as pd
 from dagster import AssetExecutionContext, Config, DataVersion, Output, asset
@@ -14,6 +13,7 @@ from beauty_pipeline.assets.common import (
     table_md,
 )
 from beauty_pipeline.data.schema import FACE_COLUMNS, conform
+from beauty_pipeline.errors import PipelineError
 from beauty_pipeline.partitions import person_partitions
 from beauty_pipeline.resources import FacePreprocessing, StudyStorage
 from beauty_pipeline.settings import active_profile
@@ -91,15 +91,16 @@ def face_output(faces: pd.DataFrame, storage: StudyStorage) -> Output[pd.DataFra
 def ordinary_faces_from_fairface(config, storage: StudyStorage,
                                  face_stage: FacePreprocessing) -> tuple[pd.DataFrame, pd.DataFrame]:
     """FairFace images through the same face stage (or as-is, 'study' mode) with their labels."""
-    from beauty_pipeline.fairface import read_fairface
+    from beauty_pipeline.fairface import read_fairface, store_fairface_images
     from beauty_pipeline.vision.faces import process_photos
 
     if not config.fairface_dir:
-        raise ValueError("fairface_faces with source 'fairface' needs fairface_dir "
+        raise PipelineError("fairface_faces with source 'fairface' needs fairface_dir "
                          "(or BEAUTY_PIPELINE_FAIRFACE_DIR)")
     labels, skipped = read_fairface(config.fairface_dir, config.limit or None)
-    keys = [storage.images.put_bytes(Path(path).read_bytes(), "jpg") for path in labels["path"]]
-    frame = labels.assign(image_key=keys, row_id=labels["file"],
+    labels, refused = store_fairface_images(labels, storage.images)
+    skipped = pd.concat([skipped, refused], ignore_index=True)
+    frame = labels.assign(row_id=labels["file"],
                           person="fairface:" + labels["file"], looks=0, source="fairface")
     kept, report = process_photos(frame, storage.images, face_stage.face_config(config.preprocessing))
     return merge_face_report(kept, report, looks=0), skipped

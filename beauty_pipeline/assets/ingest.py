@@ -16,18 +16,28 @@ from beauty_pipeline.assets.common import (
 )
 from beauty_pipeline.assets.faces import ordinary_faces_from_fairface
 from beauty_pipeline.demo.source import demo_ordinary_manifest, demo_ranking
+from beauty_pipeline.errors import PipelineError
 from beauty_pipeline.partitions import person_partitions
+from beauty_pipeline.person_registry import PersonKeyRegistry
 from beauty_pipeline.ranking import load_ranking, ranking_digest, validate_ranking
 from beauty_pipeline.resources import DemoDataResource, FacePreprocessing, PhotoSourceResource, StudyStorage
 from beauty_pipeline.settings import FAIRFACE_DIR_ENV, active_profile
 from beauty_pipeline.storage import frame_digest
 
 
-def read_ranking(location: str, demo_data: DemoDataResource) -> pd.DataFrame:
+def key_registry(storage: StudyStorage) -> PersonKeyRegistry:
+    """Where person keys are kept once given, under the data root."""
+    return PersonKeyRegistry(storage.path / "registry" / "person_keys.json")
+
+
+def read_ranking(location: str, demo_data: DemoDataResource,
+                 storage: StudyStorage) -> pd.DataFrame:
     """The validated ranking from 'demo', the packaged list ('') or a path / URL."""
+    registry = key_registry(storage)
     if location == "demo":
-        return validate_ranking(demo_ranking(demo_data.spec()), label="demo ranking")
-    return load_ranking(location or None)
+        return validate_ranking(demo_ranking(demo_data.spec()), label="demo ranking",
+                                registry=registry)
+    return load_ranking(location or None, registry=registry)
 
 
 def default_ranking_location() -> str:
@@ -42,9 +52,10 @@ class RankingConfig(Config):
 
 
 @asset(group_name="ingest", code_version=CODE_VERSION)
-def ranking(config: RankingConfig, demo_data: DemoDataResource) -> Output[pd.DataFrame]:
+def ranking(config: RankingConfig, demo_data: DemoDataResource,
+            storage: StudyStorage) -> Output[pd.DataFrame]:
     """The ranking list, validated, each row with a stable filesystem-safe person key."""
-    frame = read_ranking(config.location, demo_data)
+    frame = read_ranking(config.location, demo_data, storage)
     return Output(frame, data_version=DataVersion(ranking_digest(frame)), metadata={
         "persons": len(frame), "lists": counts_by(frame, "list"),
         "source": config.location or "packaged ranking_2024.csv", "preview": table_md(frame)})
@@ -59,7 +70,7 @@ def celebrity_photos(context: AssetExecutionContext, ranking: pd.DataFrame,
     person = context.partition_key
     row = ranking[ranking["person"] == person]
     if row.empty:
-        raise ValueError(f"person {person!r} is not in the current ranking; "
+        raise PipelineError(f"person {person!r} is not in the current ranking; "
                          "its partition should have been removed by the ranking sensor")
     source = photo_source.build(demo_data.spec())
     known = previous_manifest(storage, "celebrity_photos", person)
@@ -97,7 +108,7 @@ def fairface_faces(context: AssetExecutionContext, config: FairfaceConfig,
     elif config.source == "fairface":
         faces, skipped = ordinary_faces_from_fairface(config, storage, face_stage)
     else:
-        raise ValueError(f"unknown ordinary source {config.source!r}; expected demo | fairface")
+        raise PipelineError(f"unknown ordinary source {config.source!r}; expected demo | fairface")
     kept = faces[faces["drop_reason"] == ""]
     return Output(faces, data_version=DataVersion(frame_digest(kept, ["image_key", "age", "gender", "race"])),
                   metadata={"source": config.source, "kept": len(kept),

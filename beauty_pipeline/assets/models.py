@@ -47,10 +47,10 @@ GPU_STEP_TAGS = {"dagster-k8s/config": {"container_config": {
 class TrainConfig(Config):
     """Training settings; defaults are the study's (Adam, lr 1e-4, 10 epochs, batch 32, 224 px)."""
 
-    epochs: int = Field(default_factory=lambda: active_profile().epochs)
-    batch_size: int = Field(default_factory=lambda: active_profile().batch_size)
-    learning_rate: float = Field(default_factory=lambda: active_profile().learning_rate)
-    image_size: int = Field(default_factory=lambda: active_profile().image_size)
+    epochs: int = Field(default_factory=lambda: active_profile().epochs, ge=1)
+    batch_size: int = Field(default_factory=lambda: active_profile().batch_size, ge=1)
+    learning_rate: float = Field(default_factory=lambda: active_profile().learning_rate, gt=0)
+    image_size: int = Field(default_factory=lambda: active_profile().image_size, ge=8)
     seed: int = 0
     seeds: int = Field(default_factory=lambda: active_profile().seeds, ge=1,
                        description="Train this many times (seed, seed+1, ...): mean and spread")
@@ -89,7 +89,7 @@ class BackboneConfig(TrainConfig):
 
     checkpoint_path: str = Field(default_factory=lambda: os.environ.get(FAIRFACE_CHECKPOINT_ENV, ""),
                                  description="e.g. res34_fair_align_multi_7_20190809.pt")
-    epochs: int = Field(default_factory=lambda: active_profile().backbone_epochs)
+    epochs: int = Field(default_factory=lambda: active_profile().backbone_epochs, ge=1)
 
 
 @asset(group_name="models", code_version=CODE_VERSION,

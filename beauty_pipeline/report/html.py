@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import math
+import re
 import shutil
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
@@ -252,6 +253,12 @@ def render_report(
     return atomic_write_bytes(out_dir / REPORT_NAME, page.encode("utf-8"))
 
 
+def _md_cell(text: str) -> str:
+    """A Markdown table cell that shows its text literally (no links, images or HTML)."""
+    text = escape(" ".join(str(text).split()), quote=False)
+    return re.sub(r"([\\`*_\[\]()!|#~])", r"\\\1", text)
+
+
 def summary_markdown(partitions: Sequence[Mapping | PartitionReport]) -> str:
     """The summary table as Markdown, for the report asset's materialization metadata."""
     names = ("acc_original", "acc_face_only", "bg_gap", "family_quality_drop",
@@ -261,5 +268,5 @@ def summary_markdown(partitions: Sequence[Mapping | PartitionReport]) -> str:
     for p in _parts(partitions):
         cells = [p.model, p.background, p.verdict or "not audited",
                  *(p.with_interval(n) for n in names)]
-        lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
+        lines.append("| " + " | ".join(_md_cell(c) for c in cells) + " |")
     return "\n".join(lines)

@@ -11,7 +11,12 @@ from dagster import ConfigurableIOManager, InputContext, OutputContext
 from pydantic import Field
 
 from beauty_pipeline.settings import data_root
-from beauty_pipeline.storage import atomic_write_json, write_parquet
+from beauty_pipeline.storage import (
+    atomic_write_json,
+    paths_absolute,
+    paths_relative,
+    write_parquet,
+)
 
 
 def partition_slug(key: str) -> str:
@@ -36,6 +41,7 @@ class ManifestIOManager(ConfigurableIOManager):
     def handle_output(self, context: OutputContext, obj) -> None:
         partition = context.partition_key if context.has_asset_partitions else None
         target = self._file(context, partition)
+        obj = paths_relative(obj, data_root(self.root))  # a moved data root keeps working
         if isinstance(obj, pd.DataFrame):
             write_parquet(obj, target.with_suffix(".parquet"))
         elif isinstance(obj, dict):
@@ -44,10 +50,11 @@ class ManifestIOManager(ConfigurableIOManager):
             raise TypeError(f"{context.asset_key.to_user_string()}: cannot store {type(obj)}")
 
     def _read(self, path: Path):
+        root = data_root(self.root)
         if path.with_suffix(".parquet").exists():
-            return pd.read_parquet(path.with_suffix(".parquet"))
+            return paths_absolute(pd.read_parquet(path.with_suffix(".parquet")), root)
         if path.with_suffix(".json").exists():
-            return json.loads(path.with_suffix(".json").read_text())
+            return paths_absolute(json.loads(path.with_suffix(".json").read_text()), root)
         raise FileNotFoundError(f"{path}.parquet|json has not been materialized")
 
     def load_input(self, context: InputContext):

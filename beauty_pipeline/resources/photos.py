@@ -9,6 +9,8 @@ from pydantic import Field
 
 from beauty_pipeline.demo.source import DemoPhotoSource
 from beauty_pipeline.demo.synthetic import DemoSpec
+from beauty_pipeline.errors import PipelineError
+from beauty_pipeline.netio import private_hosts_allowed
 from beauty_pipeline.settings import active_profile
 
 PHOTO_SOURCES = ("demo", "local", "bing")
@@ -28,6 +30,9 @@ class PhotoSourceResource(ConfigurableResource):
     bing_max_bytes: int = 15_000_000
     bing_retries: int = 3
     bing_base_url: str = "https://www.bing.com"
+    allow_private_hosts: bool = Field(
+        default_factory=private_hosts_allowed,
+        description="Let downloads reach loopback/private/link-local addresses (tests only).")
 
     def build(self, demo: DemoSpec):
         """The configured PhotoSource (see beauty_pipeline.scraping.PhotoSource)."""
@@ -37,7 +42,7 @@ class PhotoSourceResource(ConfigurableResource):
             from beauty_pipeline.scraping import LocalFolderSource
 
             if not self.local_dir:
-                raise ValueError("photo source 'local' needs local_dir (or "
+                raise PipelineError("photo source 'local' needs local_dir (or "
                                  "BEAUTY_PIPELINE_LOCAL_PHOTOS): a folder with one folder a person")
             return LocalFolderSource(self.local_dir)
         if self.kind == "bing":
@@ -45,5 +50,6 @@ class PhotoSourceResource(ConfigurableResource):
 
             return BingSource(limit=self.bing_limit, extra_terms=self.bing_extra_terms,
                               timeout=self.bing_timeout_s, max_bytes=self.bing_max_bytes,
-                              retries=self.bing_retries, base_url=self.bing_base_url)
-        raise ValueError(f"unknown photo source {self.kind!r}; expected one of {PHOTO_SOURCES}")
+                              retries=self.bing_retries, base_url=self.bing_base_url,
+                              allow_private=self.allow_private_hosts)
+        raise PipelineError(f"unknown photo source {self.kind!r}; expected one of {PHOTO_SOURCES}")

@@ -2,18 +2,27 @@
 
 from __future__ import annotations
 
+import os
 import urllib.error
+import urllib.parse
 import urllib.request
 from contextlib import contextmanager
-from pathlib import Path
 
 import mlflow
 from dagster import ConfigurableResource, Failure
 from pydantic import Field
 
+from beauty_pipeline.mlflow_store import open_experiment
 from beauty_pipeline.settings import data_root, default_mlflow_uri
 
 EXPERIMENT = "beauty-pipeline"
+# MLflow's own defaults retry a failing server for minutes (7 retries, factor 2, 120 s timeout);
+# the reachability check already ran, so a later fault should end the step in seconds.
+FAST_FAIL_ENV = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+                 "MLFLOW_HTTP_REQUEST_TIMEOUT": "30"}
+REPLACED_TAG = "beauty_pipeline/replaces_run"
+REASON_TAG = "beauty_pipeline/replacement_reason"
+
 
 
 class MlflowTracking(ConfigurableResource):
@@ -26,35 +35,65 @@ class MlflowTracking(ConfigurableResource):
         default="", description="Where new experiments store artifacts (default: beside the db).")
 
     def ensure_reachable(self, timeout_s: float = 5.0) -> None:
-        """Fail fast, before training, when a tracking server does not answer."""
+        """Fail fast, before any work, unless the store answers a real API call."""
+        for name, value in FAST_FAIL_ENV.items():
+            os.environ.setdefault(name, value)
         if not self.tracking_uri.startswith(("http://", "https://")):
+            try:
+                self._experiment_id()  # opens (and on first use creates) the store
+            except Exception as error:
+                raise Failure(description=f"MLflow store {self.tracking_uri} cannot be opened "
+                                          f"({type(error).__name__}: {str(error)[:200]}); fix or "
+                                          "move it, or set BEAUTY_PIPELINE_MLFLOW_URI. No work "
+                                          "was started.") from error
             return
-        url = self.tracking_uri.rstrip("/") + "/health"
+        query = urllib.parse.urlencode({"experiment_name": self.experiment})
+        url = f"{self.tracking_uri.rstrip('/')}/api/2.0/mlflow/experiments/get-by-name?{query}"
         try:
             with urllib.request.urlopen(url, timeout=timeout_s) as response:
-                if response.status != 200:
-                    raise OSError(f"HTTP {response.status}")
+                response.read(1 << 16)
+        except urllib.error.HTTPError as error:
+            if error.code == 404 and b"RESOURCE_DOES_NOT_EXIST" in error.read(1 << 16):
+                return  # the API answered: the experiment is simply not created yet
+            raise self._unreachable(f"its API answered HTTP {error.code}") from error
         except (OSError, urllib.error.URLError) as error:
-            raise Failure(
-                description=f"MLflow tracking server {self.tracking_uri} is not reachable "
-                            f"({error}); start it or set BEAUTY_PIPELINE_MLFLOW_URI. "
-                            "No training was started.") from error
+            raise self._unreachable(str(error)) from error
+
+    def _unreachable(self, why: str) -> Failure:
+        return Failure(description=f"MLflow tracking server {self.tracking_uri} is not reachable "
+                                   f"or not usable ({why}); start or repair it, or set "
+                                   "BEAUTY_PIPELINE_MLFLOW_URI. No training was started and no "
+                                   "audit work was done.")
 
     def _experiment_id(self) -> str:
-        mlflow.set_tracking_uri(self.tracking_uri)
-        found = mlflow.get_experiment_by_name(self.experiment)
-        if found:
-            return found.experiment_id
-        location = self.artifact_location or None
-        if location is None and self.tracking_uri.startswith("sqlite:///"):
-            db_path = self.tracking_uri.removeprefix("sqlite:///")
-            location = (Path(db_path).resolve().parent / "mlartifacts").as_uri()
-        return mlflow.create_experiment(self.experiment, artifact_location=location)
+        """The experiment's id, creating the store and experiment once (serialised on SQLite)."""
+        return open_experiment(self.tracking_uri, self.experiment, self.artifact_location)
+
+    def _missing_reason(self, run_id: str, experiment_id: str) -> str:
+        """Why an existing run id cannot be resumed ('' when it can)."""
+        try:
+            run = mlflow.MlflowClient().get_run(run_id)
+        except mlflow.exceptions.MlflowException as error:
+            if "RESOURCE_DOES_NOT_EXIST" in str(error.error_code) or "not found" in str(error):
+                return f"run {run_id} no longer exists in {self.tracking_uri}"
+            raise
+        if run.info.lifecycle_stage == "deleted":
+            return f"run {run_id} was deleted"
+        if run.info.experiment_id != experiment_id:
+            return f"run {run_id} belongs to a moved data root's experiment"
+        return ""
 
     @contextmanager
     def run(self, name: str, tags: dict[str, str], run_id: str | None = None):
-        """Start (or resume, given run_id) the partition's run; ends it FAILED on an exception."""
+        """Start (or resume, given run_id) the partition's run; ends it FAILED on an exception.
+
+        A run id that no longer exists (deleted, or a store rebuilt) gets a new run, tagged with
+        the id it replaces and why, instead of failing the partition for ever."""
         experiment_id = self._experiment_id()
+        if run_id and (reason := self._missing_reason(run_id, experiment_id)):
+            tags = {**tags, REPLACED_TAG: run_id, REASON_TAG: reason}
+            name, run_id = name or f"replaces {run_id[:8]}", None
         with mlflow.start_run(run_id=run_id, experiment_id=None if run_id else experiment_id,
                               run_name=None if run_id else name, tags=tags) as active:
             yield active
+

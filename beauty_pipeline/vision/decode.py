@@ -8,14 +8,56 @@ import warnings
 import numpy as np
 from PIL import Image, ImageOps
 
+from beauty_pipeline.errors import PipelineError
+
 DEFAULT_MAX_PIXELS = 40_000_000  # ~ 7,300 x 5,500: above any real photo, far below a bomb
 ALLOWED_FORMATS = frozenset({"JPEG", "PNG", "GIF", "BMP", "WEBP", "TIFF", "MPO"})
 SUFFIXES = {"JPEG": "jpg", "MPO": "jpg", "PNG": "png", "GIF": "gif", "BMP": "bmp", "WEBP": "webp",
             "TIFF": "tif"}
 
 
-class ImageDecodeError(ValueError):
+# Transparent pixels are composited on white: the study's own "white" background.
+ALPHA_BACKGROUND = (255, 255, 255)
+_SIXTEEN_BIT = ("I;16", "I;16L", "I;16B", "I;16N")
+_ALPHA_MODES = ("RGBA", "LA", "PA", "RGBa", "La")
+
+
+class ImageDecodeError(PipelineError):
     """Bytes that are not a complete, acceptable image; the message is the recorded reason."""
+
+
+def _grey_to_rgb(grey: np.ndarray) -> np.ndarray:
+    return np.repeat(np.clip(np.rint(grey), 0, 255).astype(np.uint8)[..., None], 3, axis=2)
+
+
+def to_rgb8(image: Image.Image) -> np.ndarray:
+    """RGB uint8 from any mode: 16-bit scaled by 1/257, float 0..1 by 255, alpha on white."""
+    mode = image.mode
+    if mode in _SIXTEEN_BIT or mode == "I":
+        values = np.asarray(image).astype(np.float64)
+        if values.size and (values.min() < 0 or values.max() > 65535):
+            raise ImageDecodeError(f"unsupported pixel range in mode {mode}: values "
+                                   f"{values.min():g}..{values.max():g} exceed 16 bits")
+        return _grey_to_rgb(values / 257.0)
+    if mode == "F":
+        values = np.asarray(image).astype(np.float64)
+        if not np.isfinite(values).all():
+            raise ImageDecodeError("float image (mode F) has NaN or infinite pixels")
+        low, high = (float(values.min()), float(values.max())) if values.size else (0.0, 0.0)
+        if low >= 0 and high <= 1:
+            return _grey_to_rgb(values * 255.0)
+        if low >= 0 and high <= 255:
+            return _grey_to_rgb(values)
+        raise ImageDecodeError(f"float image (mode F) with values {low:g}..{high:g}: neither "
+                               "0..1 nor 0..255, so its brightness is unknown")
+    if mode in _ALPHA_MODES or "transparency" in image.info:
+        rgba = image.convert("RGBA")
+        backdrop = Image.new("RGBA", rgba.size, (*ALPHA_BACKGROUND, 255))
+        return np.asarray(Image.alpha_composite(backdrop, rgba).convert("RGB"))
+    try:
+        return np.asarray(image.convert("RGB"))
+    except (ValueError, OSError) as error:
+        raise ImageDecodeError(f"unsupported image mode {mode}: {error}") from error
 
 
 def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[np.ndarray, str]:
@@ -34,11 +76,11 @@ def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[np.
                                        f"exceeds the limit of {max_pixels}")
             image.load()  # a truncated or corrupt file raises here
             fmt = image.format
-            image = ImageOps.exif_transpose(image).convert("RGB")
+            pixels = to_rgb8(ImageOps.exif_transpose(image))
     except ImageDecodeError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
         raise ImageDecodeError(f"decompression bomb guard: {error}") from error
     except Exception as error:  # Pillow raises many types for bad bytes; all mean "not an image"
         raise ImageDecodeError(f"not a decodable image: {type(error).__name__}: {error}") from error
-    return np.asarray(image), fmt
+    return pixels, fmt

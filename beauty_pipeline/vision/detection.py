@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from beauty_pipeline.modelfiles import YUNET, obtain_model_file
+from beauty_pipeline.modelfiles import YUNET, ModelFileError, obtain_model_file
 
 
 @dataclass(frozen=True)
@@ -33,6 +33,25 @@ class Face:
 LANDMARKS = ("right_eye", "left_eye", "nose_tip", "right_mouth", "left_mouth")
 
 
+def _load_yunet(path, score_threshold: float, nms_threshold: float):
+    """YuNet from an ONNX file, probed once: a corrupt or wrong model fails here, by name."""
+    how = (f"set {YUNET.option} (or BEAUTY_PIPELINE_YUNET_MODEL) to a valid YuNet ONNX file, or "
+           "delete the cached copy so it is downloaded again")
+    try:
+        net = cv2.FaceDetectorYN.create(str(path), "", (320, 320), score_threshold,
+                                        nms_threshold, 5000)
+        net.setInputSize((64, 64))
+        _, rows = net.detect(np.zeros((64, 64, 3), np.uint8))
+    except cv2.error as error:
+        detail = str(error).strip().splitlines()[-1][:120]
+        raise ModelFileError(f"{YUNET.name} model {path} cannot be used by OpenCV ({detail}); "
+                             f"{how}") from error
+    if rows is not None and np.asarray(rows).ndim == 2 and np.asarray(rows).shape[1] != 15:
+        raise ModelFileError(f"{YUNET.name} model {path} gives {np.asarray(rows).shape[1]} values "
+                             f"per face, not YuNet's 15: a different network; {how}")
+    return net
+
+
 class FaceDetector:
     """YuNet wrapper that handles any image size and small, tightly cropped faces."""
 
@@ -42,8 +61,7 @@ class FaceDetector:
         self.score_threshold = score_threshold
         self.max_side = max_side
         self.pad_fraction = pad_fraction
-        self._net = cv2.FaceDetectorYN.create(str(path), "", (320, 320), score_threshold,
-                                              nms_threshold, 5000)
+        self._net = _load_yunet(path, score_threshold, nms_threshold)
 
     def detect(self, image: np.ndarray) -> list[Face]:
         """Faces in an RGB uint8 image, largest first."""

@@ -21,6 +21,7 @@ from beauty_pipeline.vision.dedup import DEFAULT_THRESHOLD as DEDUP_THRESHOLD
 from beauty_pipeline.vision.dedup import near_duplicate_groups, phash
 from beauty_pipeline.vision.detection import Face, FaceDetector
 from beauty_pipeline.vision.headpose import HeadPose, HopeNetPose, pose_from_landmarks
+from beauty_pipeline.vision.orientation import DEFAULT_MAX_ROLL, landmark_roll, upright_problem
 
 DROP_REASONS = ("", "undecodable", "no_face", "several_faces", "too_small", "non_frontal",
                 "near_duplicate")
@@ -40,6 +41,7 @@ class FaceConfig:
     score_threshold: float = 0.6    # YuNet confidence
     max_yaw: float = 20.0
     max_pitch: float = 20.0
+    max_roll: float = DEFAULT_MAX_ROLL  # in-plane tilt from the eye line; sideways/upside-down out
     dominance: float = 2.0          # with several faces, the largest must be this many times the
                                     # area of the next, else the photo is ambiguous
     dedup_threshold: int = DEDUP_THRESHOLD  # pHash Hamming bits
@@ -106,7 +108,7 @@ def _process_one(row_id, key: str, as_is: bool, store: ImageStore, config: FaceC
     """Everything for one photo except near-duplicates, which need the whole set."""
     result = _empty_result(row_id, key)
     try:
-        image, _ = decode_image(store.path(key).read_bytes(), config.max_pixels)
+        image, _ = decode_image(store.read_verified(key), config.max_pixels)
         faces = detector.detect(image)
     except (OSError, ImageDecodeError, cv2.error) as error:
         return {**result, "drop_reason": "undecodable", "detail": str(error)}
@@ -115,7 +117,7 @@ def _process_one(row_id, key: str, as_is: bool, store: ImageStore, config: FaceC
         face = faces[0]
         pose = _pose(face, image, hopenet)
         result.update(det_score=face.score, face_px=face.side, yaw=pose.yaw, pitch=pose.pitch,
-                      roll=pose.roll)
+                      roll=pose.roll if hopenet is not None else landmark_roll(face.landmarks))
     if as_is:
         # The study's ordinary class: the aligned crop unchanged, face box from detection if any.
         height, width = image.shape[:2]
@@ -137,6 +139,8 @@ def _process_one(row_id, key: str, as_is: bool, store: ImageStore, config: FaceC
         return {**result, "drop_reason": "non_frontal",
                 "detail": f"yaw {result['yaw']:.1f}, pitch {result['pitch']:.1f} (limits "
                           f"{config.max_yaw:g}, {config.max_pitch:g})"}
+    if upright := upright_problem(detector, image, faces[0], config.max_roll):
+        return {**result, "drop_reason": "non_frontal", "detail": upright}
     crop, box = square_crop(image, faces[0].box, config.margin, config.crop_size, config.pad)
     return {**result, "image_key": store.put_array(crop), "phash": phash(crop), "face_box": box,
             "face_region_source": "detection"}

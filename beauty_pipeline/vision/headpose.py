@@ -73,10 +73,14 @@ class HopeNetPose:
         self._torch = torch
         self.device = torch.device(device)
         self.model = build_hopenet()
-        state = torch.load(weights_path, map_location="cpu", weights_only=True)
-        state = {k.removeprefix("module."): v for k, v in state.items()
-                 if not k.removeprefix("module.").startswith("fc_finetune")}
-        self.model.load_state_dict(state, strict=True)
+        from beauty_pipeline.modelfiles import ModelFileError, hopenet_state
+
+        try:
+            self.model.load_state_dict(hopenet_state(weights_path), strict=True)
+        except RuntimeError as error:
+            raise ModelFileError(f"HopeNet weights {weights_path} do not fit HopeNet's ResNet-50 "
+                                 f"({str(error).splitlines()[0][:120]}); set hopenet_weights to "
+                                 "the hopenet_robust_alpha1.pkl state dict") from error
         self.model.eval().to(self.device)
         self._mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
         self._std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)

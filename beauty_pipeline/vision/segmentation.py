@@ -9,10 +9,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from beauty_pipeline.errors import PipelineError
+
 SEGMENTERS = ("auto", "known", "rembg", "grabcut")
 
 
-class SegmenterUnavailable(RuntimeError):
+class SegmenterUnavailable(PipelineError, RuntimeError):
     """The configured segmentation backend cannot run here (e.g. rembg weights offline)."""
 
 
@@ -40,7 +42,15 @@ class RembgSegmenter:
             if not path.is_file():
                 raise SegmenterUnavailable(f"rembg model file not found: {path}")
             kind = "u2net_custom" if "u2net" in path.name.lower() else "dis_custom"
-            self.session = rembg.new_session(kind, model_path=str(inside_rembg_home(path)))
+            try:
+                self.session = rembg.new_session(kind, model_path=str(inside_rembg_home(path)))
+                rembg.remove(np.zeros((32, 32, 3), np.uint8), session=self.session,
+                             only_mask=True)  # a different network fails here, not per image
+            except Exception as error:  # onnxruntime raises its own types for a bad model file
+                raise SegmenterUnavailable(
+                    f"rembg model file {path} cannot be loaded ({type(error).__name__}: "
+                    f"{str(error).splitlines()[0][:120]}); set rembg_model_path to a valid "
+                    "U2-Net / IS-Net ONNX file") from error
             self.detail = f"{kind}:{path.name}"
         else:
             try:
