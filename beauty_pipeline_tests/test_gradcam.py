@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 import torch
 from pytorch_grad_cam import GradCAM
-from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
 from beauty_pipeline.explain.gradcam import explain, explain_predicted_and_true, gradcam
 from beauty_pipeline.training.models import build_model, gradcam_layer
@@ -21,10 +20,22 @@ def _fixed(name: str) -> tuple[torch.nn.Module, torch.Tensor]:
     return model, images
 
 
+class _Contrastive:
+    """pytorch-grad-cam target: logit(class) minus the other logit, as our scorer explains."""
+
+    def __init__(self, category: int):
+        self.category = category
+
+    def __call__(self, output: torch.Tensor) -> torch.Tensor:
+        if output.ndim == 1:
+            return output[self.category] - (output.sum() - output[self.category])
+        return output[:, self.category] - (output.sum(1) - output[:, self.category])
+
+
 def _reference(model, layer, images, targets) -> np.ndarray:
     """pytorch-grad-cam's heatmaps (min-max normalised per image, cv2-resized)."""
     with GradCAM(model=model, target_layers=[layer]) as cam:
-        return cam(input_tensor=images, targets=[ClassifierOutputTarget(int(t)) for t in targets])
+        return cam(input_tensor=images, targets=[_Contrastive(int(t)) for t in targets])
 
 
 def _pearson(a: np.ndarray, b: np.ndarray) -> float:
@@ -44,10 +55,14 @@ def test_agrees_with_pytorch_grad_cam(name, which):
         ours = gradcam(model, layer, images, torch.as_tensor(targets), batch_size=3)
     theirs = _reference(model, layer, images, targets)
     assert ours.shape == theirs.shape == (4, SIZE, SIZE)
+    lit = [i for i in range(len(ours)) if ours[i].max() > 0]
+    assert lit, "all-zero heatmaps would make the comparison vacuous"
     for i in range(len(ours)):
+        if i not in lit:  # the contrastive evidence for this class is nowhere positive
+            assert theirs[i].max() < 1e-6
+            continue
         # Pearson is invariant to pytorch-grad-cam's per-image min-max scaling, and bilinear
         # resizing commutes with it, so nothing needs undoing beyond comparing correlations.
-        assert ours[i].max() > 0, "an all-zero heatmap would make the comparison vacuous"
         assert _pearson(ours[i], theirs[i]) >= 0.99
 
 
@@ -95,3 +110,12 @@ def test_true_class_maps_redo_only_mistakes():
     direct = gradcam(model, layer, images, labels)
     np.testing.assert_allclose(true_maps, direct, rtol=1e-4, atol=1e-6)
     assert not np.allclose(true_maps[1], result.heatmaps[1])
+
+
+def test_contrastive_score_is_class_minus_other():
+    from beauty_pipeline.explain.gradcam import contrastive_score
+
+    logits = torch.tensor([[2.0, -1.0], [0.5, 3.0]])
+    torch.testing.assert_close(contrastive_score(logits), torch.tensor([3.0, 2.5]))
+    torch.testing.assert_close(contrastive_score(logits, torch.tensor([1, 0])),
+                               torch.tensor([-3.0, -2.5]))

@@ -58,15 +58,18 @@ def _partition(tmp: Path, model: str, background: str, index: int) -> dict:
     rng = np.random.default_rng(index)
     heat, labels = rng.random((4, 24, 24)).astype(np.float32), np.array([0, 1, 0, 1])
     images = (rng.random((4, 24, 24, 3)) * 255).astype(np.uint8)
-    epochs = [{"epoch": e, "train_accuracy": 0.6 + 0.1 * e, "test_accuracy": 0.55 + 0.05 * e,
-               "train_loss": 0.9 / e, "test_loss": 1.0 / e} for e in (1, 2, 3)]
+    epochs = [{"epoch": e, "train_accuracy": 0.6 + 0.1 * e, "val_accuracy": 0.5 + 0.05 * e,
+               "test_accuracy": 0.55 + 0.05 * e, "train_loss": 0.9 / e, "val_loss": 1.1 / e,
+               "test_loss": 1.0 / e} for e in (1, 2, 3)]
     shortcut = background == "original"
+    gap = 0.59 if shortcut else 0.02
     return {
         "model": model, "background": background, "epochs": epochs,
-        "face_mass_celebrity": 0.2 if shortcut else 0.8,
-        "face_mass_ordinary": 0.25 if shortcut else 0.75,
-        "acc_original": 0.99, "acc_face_only": 0.6, "acc_background_only": 0.9 if shortcut else 0.5,
-        "acc_swapped": 0.4 if shortcut else 0.97, "bg_gap": 0.59 if shortcut else 0.02,
+        "verdict": "background" if shortcut else "face",
+        "verdict_reasons": ["background/mixed_other_vs_mixed_same: +0.59"] if shortcut else [],
+        "metrics": {"face_mass": 0.2 if shortcut else 0.4, "acc_original": 0.99,
+                    "acc_original_ci_low": 0.95, "acc_original_ci_high": 1.0,
+                    "bg_gap": gap, "bg_gap_ci_low": gap - 0.1, "bg_gap_ci_high": gap + 0.1},
         "figures": {
             "class_average": str(plot_class_averages(heat, labels, tmp / f"{index}_avg.png")),
             "overlays": str(plot_overlays(images, heat, tmp / f"{index}_ov.png", labels=labels)),
@@ -96,15 +99,31 @@ def test_every_partition_in_summary_with_verdict(rendered):
     for row in rows:
         assert row[2] == ("background" if row[1] == "original" else "face")
         assert row[-1].startswith("run")
+        gap = 0.59 if row[1] == "original" else 0.02
+        assert row[3] == "0.990 [0.95, 1.00]"  # every figure with its interval
+        assert row[8] == f"{gap:.3f} [{gap - 0.1:.2f}, {gap + 0.1:.2f}]"
+
+
+def test_header_states_the_rule_the_code_applies(rendered):
+    from beauty_pipeline.explain.verdict import THRESHOLDS
+
+    _, _, path, _ = rendered
+    text = path.read_text()
+    assert "explain.verdict.decide" in text
+    for value in (THRESHOLDS.chance_ci_low, THRESHOLDS.controlled_effect,
+                  THRESHOLDS.background_only, THRESHOLDS.face_only_drop):
+        assert str(value) in text
+    assert "FaceMass &lt; 0.5" not in text  # the old rule, which the code no longer applies
 
 
 def test_every_epoch_table_present(rendered):
     parts, _, _, page = rendered
     for p in parts:
         table = page.tables[f"epochs-{p['model']}__{p['background']}"]
-        assert table[0] == ["epoch", "train_accuracy", "test_accuracy", "train_loss", "test_loss"]
+        assert table[0] == ["epoch", "train_accuracy", "val_accuracy", "test_accuracy",
+                            "train_loss", "val_loss", "test_loss"]
         assert [r[0] for r in table[1:]] == ["1", "2", "3"]
-        assert float(table[1][2]) == pytest.approx(p["epochs"][0]["test_accuracy"])
+        assert float(table[1][3]) == pytest.approx(p["epochs"][0]["test_accuracy"])
 
 
 def test_heatmap_grid_and_links(rendered):
