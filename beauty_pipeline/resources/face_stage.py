@@ -18,6 +18,7 @@ class FacePreprocessing(ConfigurableResource):
     min_face_px: int = 80
     max_yaw: float = 20.0
     max_pitch: float = 20.0
+    max_roll: float = 45.0
     dedup_threshold: int = 4  # pHash bits; 6 already matched two different people's crops
     pose_backend: str = "pnp"
     hopenet_weights: str = ""
@@ -29,7 +30,8 @@ class FacePreprocessing(ConfigurableResource):
 
         return FaceConfig(margin=self.margin, crop_size=self.crop_size,
                           min_face_px=self.min_face_px, max_yaw=self.max_yaw,
-                          max_pitch=self.max_pitch, dedup_threshold=self.dedup_threshold,
+                          max_pitch=self.max_pitch, max_roll=self.max_roll,
+                          dedup_threshold=self.dedup_threshold,
                           preprocessing=preprocessing, pose_backend=self.pose_backend,
                           hopenet_weights=self.hopenet_weights or None,
                           detector_model_path=self.detector_model_path or None,

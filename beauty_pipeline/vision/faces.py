@@ -21,9 +21,10 @@ from beauty_pipeline.vision.dedup import DEFAULT_THRESHOLD as DEDUP_THRESHOLD
 from beauty_pipeline.vision.dedup import near_duplicate_groups, phash
 from beauty_pipeline.vision.detection import Face, FaceDetector
 from beauty_pipeline.vision.headpose import HeadPose, HopeNetPose, pose_from_landmarks
+from beauty_pipeline.vision.orientation import is_upright
 
 DROP_REASONS = ("", "undecodable", "no_face", "several_faces", "too_small", "non_frontal",
-                "near_duplicate")
+                "not_upright", "near_duplicate")
 REPORT_COLUMNS = ["row_id", "source_key", "person", "drop_reason", "detail", "n_faces",
                   "det_score", "face_px", "yaw", "pitch", "roll", "image_key", "phash"]
 LABEL_COLUMNS = ("person", "looks", "age", "gender", "race", "source")
@@ -40,6 +41,7 @@ class FaceConfig:
     score_threshold: float = 0.6    # YuNet confidence
     max_yaw: float = 20.0
     max_pitch: float = 20.0
+    max_roll: float = 45.0          # beyond this, or turned sideways / upside down: not_upright
     dominance: float = 2.0          # with several faces, the largest must be this many times the
                                     # area of the next, else the photo is ambiguous
     dedup_threshold: int = DEDUP_THRESHOLD  # pHash Hamming bits
@@ -67,6 +69,7 @@ class FaceConfig:
             return "as_is(study)"
         return (f"yunet_crop(margin={self.margin:g},size={self.crop_size},pad={self.pad},"
                 f"min_px={self.min_face_px},yaw<={self.max_yaw:g},pitch<={self.max_pitch:g},"
+                f"roll<={self.max_roll:g},"
                 f"pose={self.pose_backend})")
 
 
@@ -137,6 +140,9 @@ def _process_one(row_id, key: str, as_is: bool, store: ImageStore, config: FaceC
         return {**result, "drop_reason": "non_frontal",
                 "detail": f"yaw {result['yaw']:.1f}, pitch {result['pitch']:.1f} (limits "
                           f"{config.max_yaw:g}, {config.max_pitch:g})"}
+    upright, why_not = is_upright(image, faces[0], result["roll"], detector, config.max_roll)
+    if not upright:
+        return {**result, "drop_reason": "not_upright", "detail": why_not}
     crop, box = square_crop(image, faces[0].box, config.margin, config.crop_size, config.pad)
     return {**result, "image_key": store.put_array(crop), "phash": phash(crop), "face_box": box,
             "face_region_source": "detection"}
