@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 from collections.abc import Sequence
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 
 import cv2
@@ -14,6 +12,7 @@ import pandas as pd
 
 from beauty_pipeline.data.schema import conform
 from beauty_pipeline.modelfiles import YUNET, obtain_model_file
+from beauty_pipeline.parallel import run_in_pool
 from beauty_pipeline.storage import ImageStore
 from beauty_pipeline.vision.crop import square_crop
 from beauty_pipeline.vision.decode import DEFAULT_MAX_PIXELS, ImageDecodeError, decode_image
@@ -175,15 +174,11 @@ def _run(items: list[tuple], store: ImageStore, config: FaceConfig, detector_pat
     batches = [items[i:i + config.batch_size] for i in range(0, len(items), config.batch_size)]
     workers = _worker_count(config, len(items))
     args = (str(store.root), asdict(config), detector_path)
-    if workers == 1:
-        return [row for batch in batches for row in _process_batch(batch, *args)]
-    # forkserver: workers fork from a clean single-threaded server that has imported the heavy
-    # modules once, so it is safe under threaded parents (Dagster) and starts fast.
-    context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload([__name__, "scipy.fftpack"])
-    with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker) as pool:
-        futures = [pool.submit(_process_batch, batch, *args) for batch in batches]
-        return [row for future in futures for row in future.result()]
+    results = run_in_pool(_process_batch, [(batch, *args) for batch in batches], workers,
+                          [__name__, "scipy.fftpack"], _init_worker) if workers > 1 else None
+    if results is None:
+        results = [_process_batch(batch, *args) for batch in batches]
+    return [row for batch in results for row in batch]
 
 
 def _input_frame(images, defaults: dict) -> pd.DataFrame:

@@ -1,0 +1,70 @@
+"""Worker pools started from a plain script with no __main__ guard: no bootstrapping error."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+from conftest import require_shared
+
+from beauty_pipeline.parallel import runs_code_at_import
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_guarded_and_unguarded_scripts_are_told_apart():
+    assert runs_code_at_import("import x\nx.run()\n")
+    assert runs_code_at_import("import x\nresult = x.run()\n")
+    assert runs_code_at_import("for i in range(3):\n    pass\n")
+    assert not runs_code_at_import(textwrap.dedent('''
+        """doc"""
+        import x
+        LIMIT = 3
+        def main():
+            x.run()
+        if __name__ == "__main__":
+            main()
+    '''))
+
+
+UNGUARDED = '''
+import json, logging, sys, tempfile
+from pathlib import Path
+from beauty_pipeline.storage import ImageStore
+from beauty_pipeline.vision.faces import FaceConfig, process_photos
+
+logging.basicConfig(level=logging.INFO, stream=sys.stderr)
+with open(sys.argv[3], "a") as runs:   # one line per execution of this script's body
+    runs.write("ran\\n")
+store = ImageStore(Path(tempfile.mkdtemp()) / "images")
+files = sorted(Path(sys.argv[1]).glob("*.jpg"))[:8]
+rows = [(f.name, store.put_bytes(f.read_bytes(), "jpg")) for f in files]
+results = {}
+for workers in (2, 1):
+    config = FaceConfig(detector_model_path=sys.argv[2], workers=workers, min_pool_images=1,
+                        batch_size=2)
+    _, report = process_photos(rows, store, config, person="p", looks=0)
+    results[workers] = report[["row_id", "drop_reason", "image_key"]].values.tolist()
+print(json.dumps(results))
+'''
+
+
+def test_face_stage_pool_from_a_script_without_main_guard(tmp_path, yunet_model):
+    photos = require_shared("data", "fairface_margin125")
+    script = tmp_path / "plain_script.py"
+    script.write_text(UNGUARDED)
+    runs = tmp_path / "runs.txt"
+    env = {**os.environ, "PYTHONPATH": str(REPO)}  # this checkout's package, in workers too
+    done = subprocess.run([sys.executable, str(script), str(photos), str(yunet_model), str(runs)],
+                          capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "bootstrapping phase" not in done.stderr
+    assert "workers start without re-importing it" in done.stderr  # the pool ran ...
+    assert "running in one process" not in done.stderr             # ... and did not fall back
+    assert runs.read_text().splitlines() == ["ran"]                # no worker reran the script
+    results = json.loads(done.stdout.strip().splitlines()[-1])
+    assert results["2"] == results["1"] and len(results["2"]) == 8  # pool == one process
