@@ -49,11 +49,22 @@ for workers in (2, 1):
                         batch_size=2)
     _, report = process_photos(rows, store, config, person="p", looks=0)
     results[workers] = report[["row_id", "drop_reason", "image_key"]].values.tolist()
+# the mask pool too: GrabCut masks in 2 workers, then in this process into a second store
+from beauty_pipeline.data.masks import compute_masks, mask_jobs
+from beauty_pipeline.vision.segmentation import GrabCutSegmenter
+grabcut = GrabCutSegmenter()
+jobs = mask_jobs([key for _, key in rows], [(100.0, 100.0, 300.0, 330.0)] * len(rows), grabcut)
+alone = ImageStore(Path(tempfile.mkdtemp()) / "images")
+for _, key in rows:
+    alone.put_bytes(store.path(key).read_bytes(), "jpg")
+results["masks"] = [compute_masks(jobs, store, grabcut, workers=2),
+                    compute_masks(jobs, alone, grabcut, workers=1),
+                    all((store.load(k, "L") == alone.load(k, "L")).all() for k, _, _ in jobs)]
 print(json.dumps(results))
 '''
 
 
-def test_face_stage_pool_from_a_script_without_main_guard(tmp_path, yunet_model):
+def test_face_and_mask_pools_from_a_script_without_main_guard(tmp_path, yunet_model):
     photos = require_shared("data", "fairface_margin125")
     script = tmp_path / "plain_script.py"
     script.write_text(UNGUARDED)
@@ -68,3 +79,4 @@ def test_face_stage_pool_from_a_script_without_main_guard(tmp_path, yunet_model)
     assert runs.read_text().splitlines() == ["ran"]                # no worker reran the script
     results = json.loads(done.stdout.strip().splitlines()[-1])
     assert results["2"] == results["1"] and len(results["2"]) == 8  # pool == one process
+    assert results["masks"] == [8, 8, True]

@@ -7,6 +7,7 @@ from pydantic import Field
 
 from beauty_pipeline.assets.common import CODE_VERSION, ON_INPUTS_CHANGED, counts_by, image_strip_md
 from beauty_pipeline.checks import DATASET_CHECKS, class_balance, no_identity_leakage
+from beauty_pipeline.data.masks import masks_in_store
 from beauty_pipeline.data.split import SplitSettings, build_study_set, study_label_csv
 from beauty_pipeline.data.variants import VariantSettings, build_variant, variant_version
 from beauty_pipeline.partitions import background_partitions
@@ -91,6 +92,7 @@ def face_dataset_variant(context: AssetExecutionContext, config: VariantConfig,
     background = context.partition_key
     segmenter = make_segmenter(SegmenterSettings(config.segmenter, config.rembg_model,
                                                  config.rembg_model_path))
+    reused, needed = masks_in_store(face_dataset, storage.images, segmenter)
     result = build_variant(face_dataset, background, storage.images, segmenter,
                            VariantSettings(config.seed, config.mask_min, config.mask_max))
     manifest = result.manifest
@@ -102,5 +104,6 @@ def face_dataset_variant(context: AssetExecutionContext, config: VariantConfig,
         "mask_qa_dropped": len(result.dropped),
         "mask_qa_reasons": MetadataValue.json(result.dropped["reason"].value_counts().to_dict()),
         "mean_mask_fraction": float(manifest["mask_fraction"].mean()),
+        "person_masks_reused": reused, "person_masks_computed": needed - reused,
         "sample": image_strip_md([storage.images.load(k) for k in sample["variant_image_key"]],
                                  f"{background}: ordinary then celebrity")})
