@@ -28,6 +28,16 @@ def label_files(root: Path) -> list[Path]:
     return found
 
 
+def split_of(label_file: Path, files: pd.Series) -> pd.Series:
+    """FairFace's split per row (train | val | ''): from the official CSV's name, else from the
+    image's folder (FairFace ships train/… and val/…). The official checkpoint saw train."""
+    for split in ("train", "val"):
+        if label_file.name == f"fairface_label_{split}.csv":
+            return pd.Series(split, index=files.index)
+    folder = files.map(lambda f: Path(f).parts[0] if len(Path(f).parts) > 1 else "")
+    return folder.where(folder.isin(["train", "val"]), "")
+
+
 def read_fairface(root: Path | str, limit: int | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Rows with an existing image file, plus the rows skipped and why (missing, bad labels)."""
     root = Path(root).expanduser()
@@ -37,7 +47,7 @@ def read_fairface(root: Path | str, limit: int | None = None) -> tuple[pd.DataFr
         missing = [c for c in LABEL_COLUMNS[:4] if c not in frame.columns]
         if missing:
             raise FairFaceError(f"{path.name} lacks columns {missing}; expected {LABEL_COLUMNS}")
-        frames.append(frame)
+        frames.append(frame.assign(fairface_split=split_of(path, frame["file"])))
     labels = pd.concat(frames, ignore_index=True)
     labels["age"] = labels["age"].replace(AGE_REPAIRS)
     exists = labels["file"].map(lambda f: (root / f).is_file())

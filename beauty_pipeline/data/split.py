@@ -18,6 +18,16 @@ class SplitSettings:
     seed: int = 0
     flip_upsample: bool = True
     balance: bool = True
+    fairface_val_only_in_test: bool = False  # the official checkpoint was trained on train
+
+
+def maybe_seen_by_official_checkpoint(frame: pd.DataFrame) -> pd.Series:
+    """FairFace images not known to be from val: FairFace's published ResNet-34 was trained on
+    train, so with that checkpoint they must stay out of the test side."""
+    source = frame["source"].astype(str) if "source" in frame else pd.Series("", index=frame.index)
+    split = frame["fairface_split"].fillna("").astype(str) if "fairface_split" in frame else \
+        pd.Series("", index=frame.index)
+    return (source == "fairface") & (split != "val")
 
 
 def leakage_groups(frame: pd.DataFrame, duplicate_group: pd.Series | None = None) -> np.ndarray:
@@ -47,10 +57,13 @@ def grouped_split(frame: pd.DataFrame, groups: np.ndarray, settings: SplitSettin
     """Assign whole groups to test per class until about test_fraction of each class is test."""
     rng = np.random.default_rng(settings.seed)
     split = pd.Series("train", index=frame.index)
+    barred = np.unique(groups[maybe_seen_by_official_checkpoint(frame).to_numpy()]) \
+        if settings.fairface_val_only_in_test else np.array([], dtype=groups.dtype)
     for looks in sorted(frame["looks"].unique()):
         in_class = (frame["looks"] == looks).to_numpy()
         class_groups = np.unique(groups[in_class])
         rng.shuffle(class_groups)
+        class_groups = class_groups[~np.isin(class_groups, barred)]
         target = settings.test_fraction * in_class.sum()
         taken = 0
         for group in class_groups:

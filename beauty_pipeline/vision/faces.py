@@ -14,7 +14,7 @@ from beauty_pipeline.data.schema import conform
 from beauty_pipeline.modelfiles import YUNET, obtain_model_file
 from beauty_pipeline.parallel import run_in_pool
 from beauty_pipeline.storage import ImageStore
-from beauty_pipeline.vision.crop import square_crop
+from beauty_pipeline.vision.crop import padded_fraction, square_crop
 from beauty_pipeline.vision.decode import DEFAULT_MAX_PIXELS, ImageDecodeError, decode_image
 from beauty_pipeline.vision.dedup import DEFAULT_THRESHOLD as DEDUP_THRESHOLD
 from beauty_pipeline.vision.dedup import near_duplicate_groups, phash
@@ -25,7 +25,8 @@ from beauty_pipeline.vision.orientation import is_upright
 DROP_REASONS = ("", "undecodable", "no_face", "several_faces", "too_small", "non_frontal",
                 "not_upright", "near_duplicate")
 REPORT_COLUMNS = ["row_id", "source_key", "person", "drop_reason", "detail", "n_faces",
-                  "det_score", "face_px", "yaw", "pitch", "roll", "image_key", "phash"]
+                  "det_score", "face_px", "yaw", "pitch", "roll", "pad_fraction", "image_key",
+                  "phash"]
 LABEL_COLUMNS = ("person", "looks", "age", "gender", "race", "source")
 
 
@@ -93,7 +94,7 @@ def _init_worker():
 def _empty_result(row_id, key: str) -> dict:
     return {"row_id": row_id, "source_key": key, "drop_reason": "", "detail": "", "n_faces": 0,
             "det_score": np.nan, "face_px": np.nan, "yaw": np.nan, "pitch": np.nan,
-            "roll": np.nan, "image_key": "", "phash": "", "face_box": None,
+            "roll": np.nan, "pad_fraction": np.nan, "image_key": "", "phash": "", "face_box": None,
             "face_region_source": ""}
 
 
@@ -123,7 +124,8 @@ def _process_one(row_id, key: str, as_is: bool, store: ImageStore, config: FaceC
         height, width = image.shape[:2]
         box = faces[0].box if faces else _aligned_prior(width, height)
         return {**result, "image_key": key, "phash": phash(image), "face_box": box,
-                "face_region_source": "detection" if faces else "aligned_prior"}
+                "face_region_source": "detection" if faces else "aligned_prior",
+                "pad_fraction": 0.0}
     if not faces:
         return {**result, "drop_reason": "no_face"}
     if len(faces) > 1 and faces[0].area < config.dominance * faces[1].area:
@@ -144,7 +146,8 @@ def _process_one(row_id, key: str, as_is: bool, store: ImageStore, config: FaceC
         return {**result, "drop_reason": "not_upright", "detail": why_not}
     crop, box = square_crop(image, faces[0].box, config.margin, config.crop_size, config.pad)
     return {**result, "image_key": store.put_array(crop), "phash": phash(crop), "face_box": box,
-            "face_region_source": "detection"}
+            "face_region_source": "detection",
+            "pad_fraction": padded_fraction(image.shape, faces[0].box, config.margin)}
 
 
 def _aligned_prior(width: int, height: int) -> tuple[float, float, float, float]:
@@ -245,6 +248,7 @@ def _kept_faces(frame: pd.DataFrame, results: pd.DataFrame, config: FaceConfig,
         "face_y1": boxes[:, 3], "face_region_source": done["face_region_source"],
         "preprocessing": [config.describe(bool(a)) for a in as_is[kept.to_numpy()]],
         "phash": done["phash"], "yaw": done["yaw"], "pitch": done["pitch"], "roll": done["roll"],
+        "pad_fraction": done["pad_fraction"].astype(float),
         "det_score": done["det_score"], "source_key": done["source_key"],
         "row_id": done["row_id"],
     })
