@@ -80,3 +80,54 @@ def test_face_and_mask_pools_from_a_script_without_main_guard(tmp_path, yunet_mo
     results = json.loads(done.stdout.strip().splitlines()[-1])
     assert results["2"] == results["1"] and len(results["2"]) == 8  # pool == one process
     assert results["masks"] == [8, 8, True]
+
+
+MATERIALIZE_UNGUARDED = '''
+import logging, sys
+from pathlib import Path
+import numpy as np, pandas as pd
+from PIL import Image
+from dagster import AssetKey, asset, materialize
+from beauty_pipeline.assets.dataset import face_dataset_variant
+from beauty_pipeline.resources import ManifestIOManager, StudyStorage
+from beauty_pipeline.storage import ImageStore
+
+logging.basicConfig(level=logging.INFO, stream=sys.stderr)
+home = Path(sys.argv[2])
+store = ImageStore(home / "images")
+files = sorted(Path(sys.argv[1]).glob("*.jpg"))[:8]
+keys = [store.put_array(np.asarray(Image.open(f).convert("RGB").resize((160, 160))))
+        for f in files]
+frame = pd.DataFrame({"sample_id": range(8), "image_key": keys,
+                      "split": ["train"] * 4 + ["test"] * 4, "looks": [0, 1] * 4,
+                      "person": [f"p{i}" for i in range(8)], "face_x0": 55.0, "face_y0": 48.0,
+                      "face_x1": 105.0, "face_y1": 112.0, "person_mask_key": "", "age": "",
+                      "gender": "", "race": ""})
+
+@asset(name="face_dataset")
+def stub() -> pd.DataFrame:
+    return frame
+
+resources = {"io_manager": ManifestIOManager(root=str(home)), "storage": StudyStorage(root=str(home))}
+materialize([stub], resources=resources)
+result = materialize([stub, face_dataset_variant], resources=resources, partition_key="white",
+                     selection=[AssetKey("face_dataset_variant")],
+                     run_config={"ops": {"face_dataset_variant": {"config": {
+                         "segmenter": "grabcut", "mask_min": 0.01, "mask_max": 0.99}}}})
+print("success", result.success)
+'''
+
+
+def test_materialize_from_a_script_without_main_guard(tmp_path):
+    """Issue 9's report: a script calling `materialize` unguarded, its asset starting a pool."""
+    photos = require_shared("data", "fairface_margin125")
+    script = tmp_path / "materialize_script.py"
+    script.write_text(MATERIALIZE_UNGUARDED)
+    env = {**os.environ, "PYTHONPATH": str(REPO), "DAGSTER_HOME": str(tmp_path)}
+    done = subprocess.run([sys.executable, str(script), str(photos), str(tmp_path / "home")],
+                          capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "bootstrapping phase" not in done.stderr
+    assert "workers start without re-importing it" in done.stderr
+    assert "running in one process" not in done.stderr
+    assert done.stdout.strip().splitlines()[-1] == "success True"
