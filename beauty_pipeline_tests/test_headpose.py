@@ -123,3 +123,20 @@ def test_hopenet_backend_with_weights_the_test_makes(tmp_path, yunet_model):
     kept, report = process_photos([("a", key)], store, config, person="p", looks=1)
     assert report["drop_reason"].tolist() == ["non_frontal"] and kept.empty
     assert report["yaw"].iloc[0] == pytest.approx(21.0, abs=1e-3)
+
+
+def test_face_stage_keeps_frontal_and_drops_profiles_on_aflw2000(tmp_path, yunet_model):
+    """The whole filter as the face stage runs it: pose limits and the upright check."""
+    folder = require_shared("data", "headpose_aflw2000_subset")
+    truth = pd.read_csv(folder / "pose.csv")
+    store = ImageStore(tmp_path / "images")
+    photos = [(f, store.put_bytes((folder / f).read_bytes(), "jpg")) for f in truth["file"]]
+    config = FaceConfig(detector_model_path=str(yunet_model), workers=1)
+    _, report = process_photos(photos, store, config, person="p", looks=1)
+    report = report.set_index("row_id").loc[truth["file"]]
+    filtered = report["drop_reason"].isin(["non_frontal", "not_upright"]).to_numpy()
+    frontal = ((truth["yaw_deg"].abs() <= 20) & (truth["pitch_deg"].abs() <= 20)).to_numpy()
+    profile = (truth["yaw_deg"].abs() > 45).to_numpy()
+    print(f"\nfrontal kept by the filter: {(~filtered[frontal]).sum()}/{frontal.sum()}")
+    assert (~filtered[frontal]).mean() >= 0.95
+    assert (report["drop_reason"].to_numpy()[profile] != "").all()
