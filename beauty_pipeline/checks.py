@@ -5,7 +5,7 @@ import math
 import pandas as pd
 from dagster import AssetCheckResult, AssetCheckSeverity, AssetCheckSpec
 
-from beauty_pipeline.data.parity import MAX_GAP_POINTS, frontal_gap_points
+from beauty_pipeline.data.parity import MAX_GAP_POINTS, frontal_gap_points, padded_gap_points
 from beauty_pipeline.explain.verdict import ShortcutThresholds
 
 THRESHOLDS = ShortcutThresholds()
@@ -23,6 +23,9 @@ DATASET_CHECKS = [
     spec("frontal_filter_parity", "face_dataset",
          f"The frontal filter drops celebrity and ordinary faces at rates within "
          f"{MAX_GAP_POINTS:g} points of each other."),
+    spec("padding_parity", "face_dataset",
+         f"The shares of crops padded past the photo's border differ by at most "
+         f"{MAX_GAP_POINTS:g} points between the classes."),
 ]
 CLASSIFIER_CHECKS = [spec("above_chance", "classifier",
                           f"Final test accuracy is at least {MIN_TEST_ACCURACY:.0%} (chance is 50%).")]
@@ -59,6 +62,19 @@ def frontal_filter_parity(rates: dict[str, dict]) -> AssetCheckResult:
                             severity=AssetCheckSeverity.WARN, description=message,
                             metadata={"gap_points": gap, "max_gap_points": MAX_GAP_POINTS,
                                       **{f"{name}_{k}": v for name, r in rates.items()
+                                         for k, v in r.items()}})
+
+
+def padding_parity(shares: dict[str, dict]) -> AssetCheckResult:
+    gap = padded_gap_points(shares)
+    ok = gap is None or gap <= MAX_GAP_POINTS
+    message = ("a class has no crops made here" if gap is None else
+               f"padded shares differ by {gap:.1f} points" + ("" if ok else
+               ": padded borders could tell the classes apart"))
+    return AssetCheckResult(check_name="padding_parity", passed=ok,
+                            severity=AssetCheckSeverity.WARN, description=message,
+                            metadata={"gap_points": gap, "max_gap_points": MAX_GAP_POINTS,
+                                      **{f"{name}_{k}": v for name, r in shares.items()
                                          for k, v in r.items()}})
 
 

@@ -137,11 +137,14 @@ def real_run(tmp_path_factory):
             result = run(["face_dataset"], ops={"face_dataset": {"config": {
                 "fairface_checkpoint": checkpoint, "test_fraction": 0.3}}})
             record = instance.get_latest_materialization_event(AssetKey("face_dataset"))
-            key = AssetCheckKey(AssetKey("face_dataset"), "frontal_filter_parity")
-            [check] = instance.event_log_storage.get_asset_check_execution_history(key, limit=1)
+            checks = {}
+            for name in ("frontal_filter_parity", "padding_parity"):
+                key = AssetCheckKey(AssetKey("face_dataset"), name)
+                [check] = instance.event_log_storage.get_asset_check_execution_history(key,
+                                                                                       limit=1)
+                checks[name] = check.event.dagster_event.event_specific_data
             results[bool(checkpoint)] = (result.output_for_node("face_dataset"),
-                                         record.asset_materialization.metadata,
-                                         check.event.dagster_event.event_specific_data)
+                                         record.asset_materialization.metadata, checks)
         faces = pd.concat([pd.read_parquet(p) for p in (home / "manifests").glob(
             "*_faces/*.parquet")], ignore_index=True)
         yield faces, results
@@ -149,7 +152,8 @@ def real_run(tmp_path_factory):
 
 def test_drop_rate_per_class_recorded_and_checked(real_run):
     faces, results = real_run
-    _, metadata, check = results[False]
+    _, metadata, checks = results[False]
+    check = checks["frontal_filter_parity"]
     rates = metadata["frontal_filter_drop_rate"].value
     assert rates == frontal_drop_rates(faces)
     # AFLW2000 holds profiles and steep pitches, FairFace mostly frontal faces
@@ -163,14 +167,20 @@ def test_drop_rate_per_class_recorded_and_checked(real_run):
 
 def test_padding_recorded_per_crop_and_share_per_class(real_run):
     faces, results = real_run
-    study, metadata, _ = results[False]
+    study, metadata, checks = results[False]
+    check = checks["padding_parity"]
     kept = faces[faces["drop_reason"] == ""]
     assert kept["pad_fraction"].between(0, 1).all()
     assert faces.loc[faces["drop_reason"] != "", "pad_fraction"].isna().all()
     shares = metadata["padded_crops"].value
     assert shares == padded_share(study)
-    # FairFace's tight aligned crops have no room for the 25 % margin: nearly all are padded
+    # FairFace's tight aligned crops have no room for the 25 % margin: nearly all are padded,
+    # AFLW's wider photos seldom: a class cue the padding_parity check flags (WARN)
     assert shares["ordinary"]["share"] > 0.8 and shares["ordinary"]["mean_pad_fraction"] > 0.05
+    assert shares["celebrity"]["share"] < 0.5
+    assert not check.passed and check.severity.value == "WARN"
+    assert check.metadata["gap_points"].value == pytest.approx(
+        abs(shares["celebrity"]["share"] - shares["ordinary"]["share"]) * 100)
     print(f"\npadded crops per class {shares}")
 
 
@@ -182,6 +192,7 @@ def test_official_checkpoint_draws_ordinary_test_from_val_only(real_run):
     with_checkpoint, metadata, _ = results[True]
     test_splits = metadata["ordinary_test_fairface_splits"].value
     assert metadata["fairface_val_only_in_test"].value is True
+    assert metadata["fairface_checkpoint"].value == "res34_fair_align_multi_7_20190809.pt"
     assert set(test_splits) == {"val"} and test_splits["val"] > 5
     ordinary_test = with_checkpoint[(with_checkpoint["looks"] == 0)
                                     & (with_checkpoint["split"] == "test")]

@@ -12,6 +12,7 @@ from beauty_pipeline.checks import (
     class_balance,
     frontal_filter_parity,
     no_identity_leakage,
+    padding_parity,
 )
 from beauty_pipeline.data.masks import masks_in_store
 from beauty_pipeline.data.parity import frontal_drop_rates, padded_share
@@ -76,6 +77,7 @@ def face_dataset(context: AssetExecutionContext, config: DatasetConfig,
     atomic_write_bytes(labels_path, study_label_csv(study).to_csv(index=False).encode())
     version = frame_digest(study, DATASET_COLUMNS)
     ordinary_test = study[(study["looks"] == 0) & (study["split"] == "test")]
+    padded = padded_share(study)
     sample = study.groupby("looks").head(6)
     yield Output(study, data_version=DataVersion(version), metadata={
         "dataset_version": version, "rows": len(study),
@@ -85,8 +87,9 @@ def face_dataset(context: AssetExecutionContext, config: DatasetConfig,
         "flipped_train_images": int(study["flipped"].sum()),
         "frontal_filter_drop_rate": MetadataValue.json(frontal_rates),
         "fairface_val_only_in_test": settings.fairface_val_only_in_test,
+        "fairface_checkpoint": os.path.basename(config.fairface_checkpoint),
         "ordinary_test_fairface_splits": fairface_split_counts(ordinary_test),
-        "padded_crops": MetadataValue.json(padded_share(study)),
+        "padded_crops": MetadataValue.json(padded),
         "persons_missing_faces": MetadataValue.json(missing),
         "study_label_csv": MetadataValue.path(str(labels_path)),
         "sample": image_strip_md([storage.images.load(k) for k in sample["image_key"]],
@@ -94,6 +97,7 @@ def face_dataset(context: AssetExecutionContext, config: DatasetConfig,
     yield class_balance(study)
     yield no_identity_leakage(study)
     yield frontal_filter_parity(frontal_rates)
+    yield padding_parity(padded)
 
 
 class VariantConfig(Config):

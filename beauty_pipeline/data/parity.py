@@ -51,3 +51,11 @@ def padded_share(study: pd.DataFrame) -> dict[str, dict]:
                         "share": len(padded) / len(values) if len(values) else None,
                         "mean_pad_fraction": float(padded.mean()) if len(padded) else 0.0}
     return shares
+
+
+def padded_gap_points(shares: dict[str, dict]) -> float | None:
+    """|celebrity share - ordinary share| of padded crops in points; None if a class has none."""
+    values = [shares[name]["share"] for name in CLASS_NAMES.values()]
+    if any(v is None for v in values):
+        return None
+    return abs(values[0] - values[1]) * 100.0
