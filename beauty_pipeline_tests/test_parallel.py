@@ -131,3 +131,12 @@ def test_materialize_from_a_script_without_main_guard(tmp_path):
     assert "workers start without re-importing it" in done.stderr
     assert "running in one process" not in done.stderr
     assert done.stdout.strip().splitlines()[-1] == "success True"
+
+
+def test_a_broken_pool_says_so_and_leaves_the_work_to_the_caller(caplog):
+    from beauty_pipeline.parallel import run_in_pool
+
+    assert run_in_pool(pow, [(2, 3), (3, 2)], 2, []) == [8, 9]
+    with caplog.at_level("WARNING", logger="beauty_pipeline.parallel"):
+        assert run_in_pool(os._exit, [(3,), (3,)], 2, []) is None  # a worker dies
+    assert "running in one process: the worker pool broke" in caplog.text
