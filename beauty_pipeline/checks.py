@@ -5,6 +5,7 @@ import math
 import pandas as pd
 from dagster import AssetCheckResult, AssetCheckSeverity, AssetCheckSpec
 
+from beauty_pipeline.data.parity import MAX_GAP_POINTS, frontal_gap_points, padded_gap_points
 from beauty_pipeline.explain.verdict import THRESHOLDS
 
 MIN_TEST_ACCURACY = 0.6
@@ -18,6 +19,12 @@ DATASET_CHECKS = [
     spec("class_balance", "face_dataset", "Both classes have the same count in train and in test."),
     spec("no_identity_leakage", "face_dataset",
          "No person and no near-duplicate group is on both sides of the split."),
+    spec("frontal_filter_parity", "face_dataset",
+         f"The frontal filter drops celebrity and ordinary faces at rates within "
+         f"{MAX_GAP_POINTS:g} points of each other."),
+    spec("padding_parity", "face_dataset",
+         f"The shares of crops padded past the photo's border differ by at most "
+         f"{MAX_GAP_POINTS:g} points between the classes."),
 ]
 CLASSIFIER_CHECKS = [spec("above_chance", "classifier",
                           f"Final test accuracy is at least {MIN_TEST_ACCURACY:.0%} (chance is 50%).")]
@@ -47,6 +54,32 @@ def no_identity_leakage(study: pd.DataFrame) -> AssetCheckResult:
     return AssetCheckResult(check_name="no_identity_leakage", passed=not both and not (groups > 1).any(),
                             metadata={"persons_on_both_sides": both[:20],
                                       "duplicate_groups_on_both_sides": int((groups > 1).sum())})
+
+
+def frontal_filter_parity(rates: dict[str, dict]) -> AssetCheckResult:
+    gap = frontal_gap_points(rates)
+    ok = gap is None or gap <= MAX_GAP_POINTS
+    message = ("a class was not judged by the frontal filter" if gap is None else
+               f"drop rates differ by {gap:.1f} points" + ("" if ok else
+               ": the filter selects photos by camera angle differently per class"))
+    return AssetCheckResult(check_name="frontal_filter_parity", passed=ok,
+                            severity=AssetCheckSeverity.WARN, description=message,
+                            metadata={"gap_points": gap, "max_gap_points": MAX_GAP_POINTS,
+                                      **{f"{name}_{k}": v for name, r in rates.items()
+                                         for k, v in r.items()}})
+
+
+def padding_parity(shares: dict[str, dict]) -> AssetCheckResult:
+    gap = padded_gap_points(shares)
+    ok = gap is None or gap <= MAX_GAP_POINTS
+    message = ("a class has no crops made here" if gap is None else
+               f"padded shares differ by {gap:.1f} points" + ("" if ok else
+               ": padded borders could tell the classes apart"))
+    return AssetCheckResult(check_name="padding_parity", passed=ok,
+                            severity=AssetCheckSeverity.WARN, description=message,
+                            metadata={"gap_points": gap, "max_gap_points": MAX_GAP_POINTS,
+                                      **{f"{name}_{k}": v for name, r in shares.items()
+                                         for k, v in r.items()}})
 
 
 def above_chance(test_accuracy: float) -> AssetCheckResult:

@@ -66,11 +66,22 @@ def _outside(root: Path, file: str) -> bool:
         return True
 
 
+def split_of(label_file: Path, files: pd.Series) -> pd.Series:
+    """FairFace's split per row (train | val | ''): from the official CSV's name, else from the
+    image's folder (FairFace ships train/… and val/…). The official checkpoint saw train."""
+    for split in ("train", "val"):
+        if label_file.name == f"fairface_label_{split}.csv":
+            return pd.Series(split, index=files.index)
+    folder = files.map(lambda f: Path(f).parts[0] if len(Path(f).parts) > 1 else "")
+    return folder.where(folder.isin(["train", "val"]), "")
+
+
 def read_fairface(root: Path | str, limit: int | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Rows with an existing image file, plus the rows skipped and why (missing, bad labels)."""
     root = Path(root).expanduser()
     files = label_files(root)
-    labels = pd.concat([read_label_file(path) for path in files], ignore_index=True)
+    labels = pd.concat([read_label_file(path).pipe(lambda f, p=path: f.assign(
+        fairface_split=split_of(p, f["file"]))) for path in files], ignore_index=True)
     if labels.empty:
         raise FairFaceError(f"FairFace label file(s) {', '.join(str(f) for f in files)} have a "
                             "header but no rows; download them again")

@@ -1,17 +1,26 @@
 """Group dataset: the balanced, identity-grouped study set and its background variants."""
 
+import os
 
 import pandas as pd
 from dagster import AssetExecutionContext, Config, DataVersion, MetadataValue, Output, asset
 from pydantic import Field
 
 from beauty_pipeline.assets.common import CODE_VERSION, ON_INPUTS_CHANGED, counts_by, image_strip_md
-from beauty_pipeline.checks import DATASET_CHECKS, class_balance, no_identity_leakage
+from beauty_pipeline.checks import (
+    DATASET_CHECKS,
+    class_balance,
+    frontal_filter_parity,
+    no_identity_leakage,
+    padding_parity,
+)
+from beauty_pipeline.data.masks import masks_in_store
+from beauty_pipeline.data.parity import frontal_drop_rates, padded_share
 from beauty_pipeline.data.split import SplitSettings, build_study_set, study_label_csv
 from beauty_pipeline.data.variants import VariantSettings, build_variant, variant_version
 from beauty_pipeline.partitions import background_partitions
 from beauty_pipeline.resources import StudyStorage
-from beauty_pipeline.settings import active_profile
+from beauty_pipeline.settings import FAIRFACE_CHECKPOINT_ENV, active_profile
 from beauty_pipeline.storage import atomic_write_bytes, frame_digest
 from beauty_pipeline.vision.segmentation import SegmenterSettings, make_segmenter
 
@@ -28,6 +37,10 @@ class DatasetConfig(Config):
     flip_upsample: bool = Field(default=True, description="Mirror celebrity train images only")
     balance: bool = True
     dedup_threshold: int = Field(default=6, description="pHash bits for cross-set duplicates")
+    fairface_checkpoint: str = Field(
+        default_factory=lambda: os.environ.get(FAIRFACE_CHECKPOINT_ENV, ""),
+        description="The official FairFace checkpoint fairface_backbone loads, if any: it was "
+                    "trained on FairFace train, so the ordinary test side is then FairFace val only")
 
 
 def duplicate_groups(faces: pd.DataFrame, threshold: int) -> pd.Series | None:
@@ -40,6 +53,12 @@ def duplicate_groups(faces: pd.DataFrame, threshold: int) -> pd.Series | None:
     return pd.Series(near_duplicate_groups(hashes, threshold), index=faces.index)
 
 
+def fairface_split_counts(rows: pd.DataFrame) -> dict[str, int]:
+    """How many rows came from FairFace train, val, or neither ('none': another source)."""
+    splits = rows["fairface_split"] if "fairface_split" in rows else pd.Series("", index=rows.index)
+    return {k: int(v) for k, v in splits.fillna("").replace("", "none").value_counts().items()}
+
+
 @asset(group_name="dataset", code_version=CODE_VERSION,
        automation_condition=ON_INPUTS_CHANGED, check_specs=DATASET_CHECKS)
 def face_dataset(context: AssetExecutionContext, config: DatasetConfig,
@@ -50,15 +69,19 @@ def face_dataset(context: AssetExecutionContext, config: DatasetConfig,
     missing = sorted(current - set(celebrity_faces))
     celebrity = [f for person, f in celebrity_faces.items() if person in current]
     faces = pd.concat([*celebrity, fairface_faces], ignore_index=True)
+    frontal_rates = frontal_drop_rates(faces)
     faces = faces[faces["drop_reason"] == ""].reset_index(drop=True)
     settings = SplitSettings(test_fraction=config.test_fraction, val_fraction=config.val_fraction,
                              seed=config.seed, flip_upsample=config.flip_upsample,
-                             balance=config.balance)
+                             balance=config.balance,
+                             fairface_val_only_in_test=bool(config.fairface_checkpoint))
     study = build_study_set(faces, storage.images, settings,
                             duplicate_groups(faces, config.dedup_threshold))
     labels_path = storage.folder("outputs", "face_dataset") / "labels.csv"
     atomic_write_bytes(labels_path, study_label_csv(study).to_csv(index=False).encode())
     version = frame_digest(study, DATASET_COLUMNS)
+    ordinary_test = study[(study["looks"] == 0) & (study["split"] == "test")]
+    padded = padded_share(study)
     sample = study.groupby("looks").head(6)
     yield Output(study, data_version=DataVersion(version), metadata={
         "dataset_version": version, "rows": len(study),
@@ -67,12 +90,19 @@ def face_dataset(context: AssetExecutionContext, config: DatasetConfig,
         "persons_val": int(study.loc[study["split"] == "val", "person"].nunique()),
         "persons_test": int(study.loc[study["split"] == "test", "person"].nunique()),
         "flipped_train_images": int(study["flipped"].sum()),
+        "frontal_filter_drop_rate": MetadataValue.json(frontal_rates),
+        "fairface_val_only_in_test": settings.fairface_val_only_in_test,
+        "fairface_checkpoint": os.path.basename(config.fairface_checkpoint),
+        "ordinary_test_fairface_splits": fairface_split_counts(ordinary_test),
+        "padded_crops": MetadataValue.json(padded),
         "persons_missing_faces": MetadataValue.json(missing),
         "study_label_csv": MetadataValue.path(str(labels_path)),
         "sample": image_strip_md([storage.images.load(k) for k in sample["image_key"]],
                                  "ordinary then celebrity")})
     yield class_balance(study)
     yield no_identity_leakage(study)
+    yield frontal_filter_parity(frontal_rates)
+    yield padding_parity(padded)
 
 
 class VariantConfig(Config):
@@ -95,6 +125,7 @@ def face_dataset_variant(context: AssetExecutionContext, config: VariantConfig,
     background = context.partition_key
     segmenter = make_segmenter(SegmenterSettings(config.segmenter, config.rembg_model,
                                                  config.rembg_model_path))
+    reused, needed = masks_in_store(face_dataset, storage.images, segmenter)
     result = build_variant(face_dataset, background, storage.images, segmenter,
                            VariantSettings(config.seed, config.mask_min, config.mask_max))
     manifest = result.manifest
@@ -106,5 +137,6 @@ def face_dataset_variant(context: AssetExecutionContext, config: VariantConfig,
         "mask_qa_dropped": len(result.dropped),
         "mask_qa_reasons": MetadataValue.json(result.dropped["reason"].value_counts().to_dict()),
         "mean_mask_fraction": float(manifest["mask_fraction"].mean()),
+        "person_masks_reused": reused, "person_masks_computed": needed - reused,
         "sample": image_strip_md([storage.images.load(k) for k in sample["variant_image_key"]],
                                  f"{background}: ordinary then celebrity")})

@@ -103,4 +103,8 @@ def ordinary_faces_from_fairface(config, storage: StudyStorage,
     frame = labels.assign(row_id=labels["file"],
                           person="fairface:" + labels["file"], looks=0, source="fairface")
     kept, report = process_photos(frame, storage.images, face_stage.face_config(config.preprocessing))
-    return merge_face_report(kept, report, looks=0), skipped
+    faces = merge_face_report(kept, report, looks=0)
+    # which FairFace split each image came from: the official checkpoint was trained on train
+    faces["fairface_split"] = faces["row_id"].map(dict(zip(labels["file"], labels["fairface_split"],
+                                                           strict=True))).fillna("")
+    return faces, skipped

@@ -19,6 +19,16 @@ class SplitSettings:
     seed: int = 0
     flip_upsample: bool = True
     balance: bool = True
+    fairface_val_only_in_test: bool = False  # the official checkpoint was trained on train
+
+
+def maybe_seen_by_official_checkpoint(frame: pd.DataFrame) -> pd.Series:
+    """FairFace images not known to be from val: FairFace's published ResNet-34 was trained on
+    train, so with that checkpoint they must stay out of the test side."""
+    source = frame["source"].astype(str) if "source" in frame else pd.Series("", index=frame.index)
+    split = frame["fairface_split"].fillna("").astype(str) if "fairface_split" in frame else \
+        pd.Series("", index=frame.index)
+    return (source == "fairface") & (split != "val")
 
 
 def leakage_groups(frame: pd.DataFrame, duplicate_group: pd.Series | None = None) -> np.ndarray:
@@ -51,17 +61,21 @@ def grouped_split(frame: pd.DataFrame, groups: np.ndarray, settings: SplitSettin
     """Assign whole groups per class to test, then val, until each holds about its fraction."""
     rng = np.random.default_rng(settings.seed)
     split = pd.Series("train", index=frame.index)
+    barred = np.unique(groups[maybe_seen_by_official_checkpoint(frame).to_numpy()]) \
+        if settings.fairface_val_only_in_test else np.array([], dtype=groups.dtype)
     for looks in sorted(frame["looks"].unique()):
         in_class = (frame["looks"] == looks).to_numpy()
         class_groups = np.unique(groups[in_class])
         rng.shuffle(class_groups)
-        queue = iter(class_groups)
+        assigned: set = set()
         for side, fraction in (("test", settings.test_fraction), ("val", settings.val_fraction)):
             target, taken = fraction * in_class.sum(), 0
-            while taken < target:
-                group = next(queue, None)
-                if group is None:
+            for group in class_groups:
+                if taken >= target:
                     break
+                if group in assigned or (side == "test" and group in barred):
+                    continue
+                assigned.add(group)
                 members = groups == group
                 split[members] = side
                 taken += members[in_class].sum()

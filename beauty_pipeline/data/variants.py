@@ -20,6 +20,7 @@ from beauty_pipeline.data.counterfactual import (
     build_counterfactuals,
     neutral_colour,
 )
+from beauty_pipeline.data.masks import compute_masks, mask_jobs
 from beauty_pipeline.data.split import SPLITS, balance_split
 from beauty_pipeline.storage import ImageStore, frame_digest
 
@@ -42,18 +43,19 @@ class VariantResult:
     segmenter: str
 
 
-def person_masks(study: pd.DataFrame, store: ImageStore, segmenter) -> tuple[list, list[str]]:
-    """A foreground mask per row: the exact one when the source has it, else the segmenter's."""
-    masks, backends = [], []
-    for row in study.itertuples(index=False):
-        if getattr(row, "person_mask_key", ""):
-            masks.append(store.load(row.person_mask_key, "L"))
-            backends.append("known")
-            continue
-        box = np.array([row.face_x0, row.face_y0, row.face_x1, row.face_y1], dtype=float)
-        masks.append(segmenter.mask(store.load(row.image_key), face_box=box))
-        backends.append(f"{segmenter.name}:{segmenter.detail}")
-    return masks, backends
+def person_masks(study: pd.DataFrame, store: ImageStore, segmenter,
+                 workers: int = 0) -> tuple[list, list[str]]:
+    """A foreground mask per row: the exact one when the source has it, else the segmenter's,
+    computed once per image and segmenter (data/masks.py) and shared by every variant."""
+    known = study["person_mask_key"].fillna("").astype(str) if "person_mask_key" in study else \
+        pd.Series("", index=study.index)
+    boxes = study[["face_x0", "face_y0", "face_x1", "face_y1"]].to_numpy(dtype=float)
+    jobs = mask_jobs(study["image_key"], list(boxes), segmenter)
+    compute_masks([job for job, exact in zip(jobs, known, strict=True) if not exact], store,
+                  segmenter, workers)
+    detail = f"{segmenter.name}:{segmenter.detail}"
+    masks = [store.load(exact or job[0], "L") for job, exact in zip(jobs, known, strict=True)]
+    return masks, ["known" if exact else detail for exact in known]
 
 
 def build_variant(study: pd.DataFrame, background: str, store: ImageStore, segmenter,

@@ -18,7 +18,7 @@ class FacePreprocessing(ConfigurableResource):
     min_face_px: int = 80
     max_yaw: float = 20.0
     max_pitch: float = 20.0
-    max_roll: float = 25.0
+    max_roll: float = 45.0
     dedup_threshold: int = 4  # pHash bits; 6 already matched two different people's crops
     pose_backend: str = "pnp"
     hopenet_weights: str = ""

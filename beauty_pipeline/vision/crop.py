@@ -20,6 +20,15 @@ def square_region(box: Box, margin: float) -> Box:
     return cx - side / 2.0, cy - side / 2.0, cx + side / 2.0, cy + side / 2.0
 
 
+def padded_fraction(image_shape: tuple[int, ...], box: Box, margin: float) -> float:
+    """Share of the crop's square that lies past the photo's border (and so is padding)."""
+    height, width = image_shape[:2]
+    x0, y0, x1, y1 = square_region(box, margin)
+    inside_w = max(0.0, min(x1, width) - max(x0, 0.0))
+    inside_h = max(0.0, min(y1, height) - max(y0, 0.0))
+    return float(1.0 - inside_w * inside_h / ((x1 - x0) * (y1 - y0)))
+
+
 def square_crop(image: np.ndarray, box: Box, margin: float = 0.25, size: int = 300,
                 pad: str = "edge", pad_value: int = 0) -> tuple[np.ndarray, Box]:
     """Crop a face-centred square, pad what lies outside the image, resize; box in crop pixels."""

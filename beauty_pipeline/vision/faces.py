@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 from collections.abc import Sequence
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 
 import cv2
@@ -14,19 +12,21 @@ import pandas as pd
 
 from beauty_pipeline.data.schema import conform
 from beauty_pipeline.modelfiles import YUNET, obtain_model_file
+from beauty_pipeline.parallel import run_in_pool
 from beauty_pipeline.storage import ImageStore
-from beauty_pipeline.vision.crop import ALIGNED_PRIOR_BOX, square_crop
+from beauty_pipeline.vision.crop import ALIGNED_PRIOR_BOX, padded_fraction, square_crop
 from beauty_pipeline.vision.decode import DEFAULT_MAX_PIXELS, ImageDecodeError, decode_image
 from beauty_pipeline.vision.dedup import DEFAULT_THRESHOLD as DEDUP_THRESHOLD
 from beauty_pipeline.vision.dedup import near_duplicate_groups, phash
 from beauty_pipeline.vision.detection import Face, FaceDetector
 from beauty_pipeline.vision.headpose import HeadPose, HopeNetPose, pose_from_landmarks
-from beauty_pipeline.vision.orientation import DEFAULT_MAX_ROLL, landmark_roll, upright_problem
+from beauty_pipeline.vision.orientation import DEFAULT_MAX_ROLL, is_upright, landmark_roll
 
 DROP_REASONS = ("", "undecodable", "no_face", "several_faces", "too_small", "non_frontal",
-                "near_duplicate")
+                "not_upright", "near_duplicate")
 REPORT_COLUMNS = ["row_id", "source_key", "person", "drop_reason", "detail", "n_faces",
-                  "det_score", "face_px", "yaw", "pitch", "roll", "image_key", "phash"]
+                  "det_score", "face_px", "yaw", "pitch", "roll", "pad_fraction", "image_key",
+                  "phash"]
 LABEL_COLUMNS = ("person", "looks", "age", "gender", "race", "source")
 
 
@@ -41,7 +41,7 @@ class FaceConfig:
     score_threshold: float = 0.6    # YuNet confidence
     max_yaw: float = 20.0
     max_pitch: float = 20.0
-    max_roll: float = DEFAULT_MAX_ROLL  # in-plane tilt from the eye line; sideways/upside-down out
+    max_roll: float = DEFAULT_MAX_ROLL  # beyond this, or turned sideways / upside down: not_upright
     dominance: float = 2.0          # with several faces, the largest must be this many times the
                                     # area of the next, else the photo is ambiguous
     dedup_threshold: int = DEDUP_THRESHOLD  # pHash Hamming bits
@@ -69,6 +69,7 @@ class FaceConfig:
             return "as_is(study)"
         return (f"yunet_crop(margin={self.margin:g},size={self.crop_size},pad={self.pad},"
                 f"min_px={self.min_face_px},yaw<={self.max_yaw:g},pitch<={self.max_pitch:g},"
+                f"roll<={self.max_roll:g},"
                 f"pose={self.pose_backend})")
 
 
@@ -93,7 +94,7 @@ def _init_worker():
 def _empty_result(row_id, key: str) -> dict:
     return {"row_id": row_id, "source_key": key, "drop_reason": "", "detail": "", "n_faces": 0,
             "det_score": np.nan, "face_px": np.nan, "yaw": np.nan, "pitch": np.nan,
-            "roll": np.nan, "image_key": "", "phash": "", "face_box": None,
+            "roll": np.nan, "pad_fraction": np.nan, "image_key": "", "phash": "", "face_box": None,
             "face_region_source": ""}
 
 
@@ -123,7 +124,8 @@ def _process_one(row_id, key: str, as_is: bool, store: ImageStore, config: FaceC
         height, width = image.shape[:2]
         box = faces[0].box if faces else _aligned_prior(width, height)
         return {**result, "image_key": key, "phash": phash(image), "face_box": box,
-                "face_region_source": "detection" if faces else "aligned_prior"}
+                "face_region_source": "detection" if faces else "aligned_prior",
+                "pad_fraction": 0.0}
     if not faces:
         return {**result, "drop_reason": "no_face"}
     if len(faces) > 1 and faces[0].area < config.dominance * faces[1].area:
@@ -139,11 +141,13 @@ def _process_one(row_id, key: str, as_is: bool, store: ImageStore, config: FaceC
         return {**result, "drop_reason": "non_frontal",
                 "detail": f"yaw {result['yaw']:.1f}, pitch {result['pitch']:.1f} (limits "
                           f"{config.max_yaw:g}, {config.max_pitch:g})"}
-    if upright := upright_problem(detector, image, faces[0], config.max_roll):
-        return {**result, "drop_reason": "non_frontal", "detail": upright}
+    upright, why_not = is_upright(image, faces[0], result["roll"], detector, config.max_roll)
+    if not upright:
+        return {**result, "drop_reason": "not_upright", "detail": why_not}
     crop, box = square_crop(image, faces[0].box, config.margin, config.crop_size, config.pad)
     return {**result, "image_key": store.put_array(crop), "phash": phash(crop), "face_box": box,
-            "face_region_source": "detection"}
+            "face_region_source": "detection",
+            "pad_fraction": padded_fraction(image.shape, faces[0].box, config.margin)}
 
 
 def _aligned_prior(width: int, height: int) -> tuple[float, float, float, float]:
@@ -174,15 +178,11 @@ def _run(items: list[tuple], store: ImageStore, config: FaceConfig, detector_pat
     batches = [items[i:i + config.batch_size] for i in range(0, len(items), config.batch_size)]
     workers = _worker_count(config, len(items))
     args = (str(store.root), asdict(config), detector_path)
-    if workers == 1:
-        return [row for batch in batches for row in _process_batch(batch, *args)]
-    # forkserver: workers fork from a clean single-threaded server that has imported the heavy
-    # modules once, so it is safe under threaded parents (Dagster) and starts fast.
-    context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload([__name__, "scipy.fftpack"])
-    with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker) as pool:
-        futures = [pool.submit(_process_batch, batch, *args) for batch in batches]
-        return [row for future in futures for row in future.result()]
+    results = run_in_pool(_process_batch, [(batch, *args) for batch in batches], workers,
+                          [__name__, "scipy.fftpack"], _init_worker) if workers > 1 else None
+    if results is None:
+        results = [_process_batch(batch, *args) for batch in batches]
+    return [row for batch in results for row in batch]
 
 
 def _input_frame(images, defaults: dict) -> pd.DataFrame:
@@ -249,6 +249,7 @@ def _kept_faces(frame: pd.DataFrame, results: pd.DataFrame, config: FaceConfig,
         "face_y1": boxes[:, 3], "face_region_source": done["face_region_source"],
         "preprocessing": [config.describe(bool(a)) for a in as_is[kept.to_numpy()]],
         "phash": done["phash"], "yaw": done["yaw"], "pitch": done["pitch"], "roll": done["roll"],
+        "pad_fraction": done["pad_fraction"].astype(float),
         "det_score": done["det_score"], "source_key": done["source_key"],
         "row_id": done["row_id"],
     })

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,19 +32,25 @@ class RembgSegmenter:
     """rembg session; a local model path loads as rembg's custom IS-Net/U2-Net session."""
 
     name = "rembg"
+    uses_face_box = False
 
-    def __init__(self, model: str = "u2net_human_seg", model_path: str = ""):
+    def __init__(self, model: str = "u2net_human_seg", model_path: str = "", threads: int = 0):
         try:
+            import onnxruntime
             import rembg
         except ImportError as error:  # pragma: no cover - rembg is a hard dependency
             raise SegmenterUnavailable(f"rembg is not importable: {error}") from error
+        self.spec = ("rembg", model, model_path)
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = threads  # 1 per pool worker; 0 = onnxruntime's default
         if model_path:
             path = Path(model_path).expanduser().resolve()
             if not path.is_file():
                 raise SegmenterUnavailable(f"rembg model file not found: {path}")
             kind = "u2net_custom" if "u2net" in path.name.lower() else "dis_custom"
             try:
-                self.session = rembg.new_session(kind, model_path=str(inside_rembg_home(path)))
+                self.session = rembg.new_session(kind, model_path=str(inside_rembg_home(path)),
+                                                 sess_opts=options)
                 rembg.remove(np.zeros((32, 32, 3), np.uint8), session=self.session,
                              only_mask=True)  # a different network fails here, not per image
             except Exception as error:  # onnxruntime raises its own types for a bad model file
@@ -52,9 +59,11 @@ class RembgSegmenter:
                     f"{str(error).splitlines()[0][:120]}); set rembg_model_path to a valid "
                     "U2-Net / IS-Net ONNX file") from error
             self.detail = f"{kind}:{path.name}"
+            self.cache_id = f"rembg-{rembg.__version__}:{kind}:sha256={file_digest(path)}"
         else:
+            self.cache_id = f"rembg-{rembg.__version__}:{model}"
             try:
-                self.session = rembg.new_session(model)
+                self.session = rembg.new_session(model, sess_opts=options)
             except Exception as error:
                 raise SegmenterUnavailable(
                     f"rembg could not load model {model!r} ({error.__class__.__name__}: {error}). "
@@ -74,11 +83,15 @@ class GrabCutSegmenter:
 
     name = "grabcut"
     detail = "opencv-grabcut"
+    uses_face_box = True
 
     def __init__(self, iterations: int = 4):
         self.iterations = iterations
+        self.spec = ("grabcut", iterations)
+        self.cache_id = f"grabcut:iterations={iterations}:opencv-{cv2.__version__}"
 
     def mask(self, image: np.ndarray, face_box=None) -> np.ndarray:
+        cv2.setRNGSeed(0)  # GrabCut's k-means draws from OpenCV's RNG: same image, same mask
         height, width = image.shape[:2]
         labels = np.full((height, width), cv2.GC_PR_BGD, np.uint8)
         if face_box is not None and not np.any(np.isnan(face_box)):
@@ -99,6 +112,24 @@ class GrabCutSegmenter:
                     self.iterations, cv2.GC_INIT_WITH_MASK)
         foreground = (labels == cv2.GC_FGD) | (labels == cv2.GC_PR_FGD)
         return foreground.astype(np.uint8) * 255
+
+
+def segmenter_from_spec(spec: tuple, threads: int = 0):
+    """Rebuild a segmenter from its `spec` (in a pool worker: one session per process)."""
+    if spec[0] == "rembg":
+        return RembgSegmenter(spec[1], spec[2], threads=threads)
+    if spec[0] == "grabcut":
+        return GrabCutSegmenter(spec[1])
+    raise ValueError(f"unknown segmenter spec {spec!r}")
+
+
+def file_digest(path: Path) -> str:
+    """First 16 hex digits of a model file's sha256: a different file gives different masks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()[:16]
 
 
 def rembg_home() -> Path:
