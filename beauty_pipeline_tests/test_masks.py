@@ -8,7 +8,7 @@ import pytest
 from conftest import require_shared
 from PIL import Image
 
-from beauty_pipeline.data.masks import compute_masks, mask_jobs, mask_key
+from beauty_pipeline.data.masks import compute_masks, load_mask, mask_jobs, mask_key
 from beauty_pipeline.data.variants import VariantSettings, build_variant
 from beauty_pipeline.storage import ImageStore
 from beauty_pipeline.vision.segmentation import GrabCutSegmenter
@@ -100,7 +100,7 @@ def test_pool_makes_the_same_masks_and_a_rerun_makes_none(study, tmp_path):
         alone.put_bytes(store.path(key).read_bytes())
     assert compute_masks(jobs, alone, grabcut, workers=1) == 8  # in this process
     for key, _, _ in jobs:
-        assert (store.load(key, "L") == alone.load(key, "L")).all()
+        assert (load_mask(store, key) == load_mask(alone, key)).all()
 
 
 def test_variant_materializations_segment_once(study, tmp_path):

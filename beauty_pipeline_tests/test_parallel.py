@@ -50,7 +50,7 @@ for workers in (2, 1):
     _, report = process_photos(rows, store, config, person="p", looks=0)
     results[workers] = report[["row_id", "drop_reason", "image_key"]].values.tolist()
 # the mask pool too: GrabCut masks in 2 workers, then in this process into a second store
-from beauty_pipeline.data.masks import compute_masks, mask_jobs
+from beauty_pipeline.data.masks import compute_masks, load_mask, mask_jobs
 from beauty_pipeline.vision.segmentation import GrabCutSegmenter
 grabcut = GrabCutSegmenter()
 jobs = mask_jobs([key for _, key in rows], [(100.0, 100.0, 300.0, 330.0)] * len(rows), grabcut)
@@ -59,7 +59,7 @@ for _, key in rows:
     alone.put_bytes(store.path(key).read_bytes(), "jpg")
 results["masks"] = [compute_masks(jobs, store, grabcut, workers=2),
                     compute_masks(jobs, alone, grabcut, workers=1),
-                    all((store.load(k, "L") == alone.load(k, "L")).all() for k, _, _ in jobs)]
+                    all((load_mask(store, k) == load_mask(alone, k)).all() for k, _, _ in jobs)]
 print(json.dumps(results))
 '''
 

@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 
 from beauty_pipeline.parallel import run_in_pool
-from beauty_pipeline.storage import ImageStore, atomic_write_bytes, encode_png
+from beauty_pipeline.storage import ImageStore, atomic_write_bytes
 
 MIN_POOL_MASKS = 8   # fewer missing masks than this: a pool's start-up costs more than it saves
 BATCH = 4            # masks per pool task
@@ -43,18 +43,42 @@ def mask_jobs(image_keys, boxes, segmenter) -> list[tuple[str, str, tuple | None
     return jobs
 
 
+def _alias(store: ImageStore, key: str):
+    """Where the content key of the mask a job key names is recorded (the store itself stays
+    content-addressed and verified)."""
+    return store.root / "mask-index" / key[:2] / key
+
+
+def stored_mask_key(store: ImageStore, key: str) -> str | None:
+    """The content key of a computed mask, or None when it is not (fully) stored."""
+    alias = _alias(store, key)
+    if not alias.is_file():
+        return None
+    content = alias.read_text().strip()
+    return content if content and store.exists(content) else None
+
+
+def load_mask(store: ImageStore, key: str) -> np.ndarray:
+    """A computed mask by its job key, verified against its content hash."""
+    content = stored_mask_key(store, key)
+    if content is None:
+        raise KeyError(f"person mask {key} has not been computed")
+    return store.load(content, "L")
+
+
 def missing_masks(jobs, store: ImageStore) -> list[tuple]:
     """Jobs whose mask is not in the store yet, each mask once."""
     seen, missing = set(), []
     for job in jobs:
-        if job[0] not in seen and not store.exists(job[0]):
+        if job[0] not in seen and stored_mask_key(store, job[0]) is None:
             seen.add(job[0])
             missing.append(job)
     return missing
 
 
 def _save(store: ImageStore, key: str, mask: np.ndarray) -> None:
-    atomic_write_bytes(store.path(key), encode_png(np.asarray(mask, dtype=np.uint8)))
+    content = store.put_array(np.asarray(mask, dtype=np.uint8))
+    atomic_write_bytes(_alias(store, key), content.encode())
 
 
 def _segment(segmenter, store: ImageStore, jobs) -> int:
@@ -102,4 +126,4 @@ def masks_in_store(study, store: ImageStore, segmenter) -> tuple[int, int]:
     rows = study if known is None else study[known == ""]
     boxes = list(rows[["face_x0", "face_y0", "face_x1", "face_y1"]].to_numpy(dtype=float))
     keys = {job[0] for job in mask_jobs(rows["image_key"], boxes, segmenter)}
-    return sum(store.exists(key) for key in keys), len(keys)
+    return sum(stored_mask_key(store, key) is not None for key in keys), len(keys)

@@ -20,7 +20,7 @@ from beauty_pipeline.data.counterfactual import (
     build_counterfactuals,
     neutral_colour,
 )
-from beauty_pipeline.data.masks import compute_masks, mask_jobs
+from beauty_pipeline.data.masks import compute_masks, load_mask, mask_jobs
 from beauty_pipeline.data.split import SPLITS, balance_split
 from beauty_pipeline.storage import ImageStore, frame_digest
 
@@ -49,12 +49,17 @@ def person_masks(study: pd.DataFrame, store: ImageStore, segmenter,
     computed once per image and segmenter (data/masks.py) and shared by every variant."""
     known = study["person_mask_key"].fillna("").astype(str) if "person_mask_key" in study else \
         pd.Series("", index=study.index)
+    if (known != "").all():  # synthetic data: every mask is exact, no segmenter is needed
+        return [store.load(key, "L") for key in known], ["known"] * len(known)
+    if segmenter is None:
+        raise ValueError("some rows have no exact person mask and no segmenter was given")
     boxes = study[["face_x0", "face_y0", "face_x1", "face_y1"]].to_numpy(dtype=float)
     jobs = mask_jobs(study["image_key"], list(boxes), segmenter)
     compute_masks([job for job, exact in zip(jobs, known, strict=True) if not exact], store,
                   segmenter, workers)
     detail = f"{segmenter.name}:{segmenter.detail}"
-    masks = [store.load(exact or job[0], "L") for job, exact in zip(jobs, known, strict=True)]
+    masks = [store.load(exact, "L") if exact else load_mask(store, job[0])
+             for job, exact in zip(jobs, known, strict=True)]
     return masks, ["known" if exact else detail for exact in known]
 
 
