@@ -18,7 +18,7 @@ for _category in (UserWarning, BetaWarning, PreviewWarning):  # notices, not pro
     warnings.filterwarnings("ignore", category=_category)
 
 from beauty_pipeline.demo.zoo import WORLDS, ZooSettings  # noqa: E402
-from beauty_pipeline.settings import BACKGROUNDS, HOME_ENV, MODELS  # noqa: E402
+from beauty_pipeline.settings import BACKGROUNDS, DEMO_MODELS, HOME_ENV, MODELS  # noqa: E402
 from beauty_pipeline.study_run import DemoPlan  # noqa: E402
 
 DAGSTER_YAML = Path(__file__).resolve().parent.parent / "dagster.yaml"
@@ -30,7 +30,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     demo = sub.add_parser("demo", help="materialize the whole graph on synthetic demo data")
     demo.add_argument("--home", default=os.environ.get(HOME_ENV, "demo-data"),
                       help="data root (default: $BEAUTY_PIPELINE_HOME or ./demo-data)")
-    demo.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS)
+    demo.add_argument("--models", nargs="+", default=list(DEMO_MODELS), choices=MODELS,
+                      help=f"default: {' '.join(DEMO_MODELS)}")
     demo.add_argument("--backgrounds", nargs="+", default=list(BACKGROUNDS), choices=BACKGROUNDS)
     demo.add_argument("--image-size", type=int, default=DemoPlan.image_size)
     demo.add_argument("--persons", type=int, default=DemoPlan.persons)

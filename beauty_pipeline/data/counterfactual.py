@@ -3,12 +3,14 @@
 Every set keeps the person's label and is built identically for both classes:
 - face_only: the person on a neutral plate (one flat colour for all images: the mean background
   colour of the variant's train images, so it carries no class and is in the variant's palette).
-- background_only: the original photo's background with the person removed and inpainted.
+- background_only: the image's background plate (person removed and inpainted).
 - mixed_same: the person on the background plate of another identity of the *same* class
   (the control: compositing damage without a class change).
 - mixed_other: the person on the plate of an identity of the *other* class.
 BG-gap = acc(mixed_same) - acc(mixed_other); composite cost = acc(original) - acc(mixed_same).
-Plates always come from the original photos, so the background family is tested on every variant.
+Plates come from the variant's own background pool, labelled by the photo they were cut from: the
+original photos' plates for `original` and `random`, plain white for `white` (whose backgrounds
+carry no class by construction, so its BG-gap is exactly 0 and other families must speak).
 """
 
 from __future__ import annotations

@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 
 from beauty_pipeline.data.backgrounds import (
+    WHITE,
     background_plate,
     composite,
     mask_fraction,
@@ -76,9 +77,12 @@ def build_variant(study: pd.DataFrame, background: str, store: ImageStore, segme
         reason=[v[1] for v in verdicts if not v[0]])
     images = {i: store.load(study.at[i, "image_key"]) for i in np.flatnonzero(ok)}
     rng = np.random.default_rng(settings.seed)
-    # plates of the original photos: every random-variant image needs one, the audit the test ones
+    # The variant's background pool, each plate labelled by the photo it came from: the original
+    # photos' plates for `original` and `random` (random composites onto them), white for `white`.
+    # Every random-variant image needs one, the audit's counterfactual sets the test ones.
     plated = [i for i in images if background == "random" or study.at[i, "split"] == "test"]
-    plates = {i: background_plate(images[i], masks[i]) for i in plated}
+    plates = {i: np.full_like(images[i], WHITE) if background == "white" else
+              background_plate(images[i], masks[i]) for i in plated}
     rows, arrays = [], {}
     for i, image in images.items():
         record = study.iloc[i].to_dict()

@@ -37,12 +37,12 @@ class DemoSpec:
     """Size and difficulty of the synthetic study; defaults fit a 2-core laptop demo."""
 
     image_size: int = 48
-    persons: int = 30
+    persons: int = 40
     photos_per_person: int = 6
-    ordinary: int = 180
+    ordinary: int = 240
     seed: int = 0
-    shortcut: float = 0.95  # chance a photo's planted cue follows its class
-    face_signal: float = 0.85  # chance a face's look (smile, big eyes, blush) follows its class
+    shortcut: float = 0.97  # chance a photo's planted cue follows its class
+    face_signal: float = 0.95  # chance a face's look (smile, big eyes, blush) follows its class
     planted: str = "background"  # which shortcut family follows the class (PLANTED)
 
     def __post_init__(self):
