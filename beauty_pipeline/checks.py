@@ -56,30 +56,29 @@ def no_identity_leakage(study: pd.DataFrame) -> AssetCheckResult:
                                       "duplicate_groups_on_both_sides": int((groups > 1).sum())})
 
 
-def frontal_filter_parity(rates: dict[str, dict]) -> AssetCheckResult:
-    gap = frontal_gap_points(rates)
+def _class_parity(check_name: str, gap: float | None, per_class: dict[str, dict], missing: str,
+                  measured: str, risk: str) -> AssetCheckResult:
+    """WARN when a per-class share differs between the classes by more than MAX_GAP_POINTS."""
     ok = gap is None or gap <= MAX_GAP_POINTS
-    message = ("a class was not judged by the frontal filter" if gap is None else
-               f"drop rates differ by {gap:.1f} points" + ("" if ok else
-               ": the filter selects photos by camera angle differently per class"))
-    return AssetCheckResult(check_name="frontal_filter_parity", passed=ok,
-                            severity=AssetCheckSeverity.WARN, description=message,
+    message = missing if gap is None else \
+        f"{measured} differ by {gap:.1f} points" + ("" if ok else f": {risk}")
+    return AssetCheckResult(check_name=check_name, passed=ok, severity=AssetCheckSeverity.WARN,
+                            description=message,
                             metadata={"gap_points": gap, "max_gap_points": MAX_GAP_POINTS,
-                                      **{f"{name}_{k}": v for name, r in rates.items()
+                                      **{f"{name}_{k}": v for name, r in per_class.items()
                                          for k, v in r.items()}})
+
+
+def frontal_filter_parity(rates: dict[str, dict]) -> AssetCheckResult:
+    return _class_parity("frontal_filter_parity", frontal_gap_points(rates), rates,
+                         "a class was not judged by the frontal filter", "drop rates",
+                         "the filter selects photos by camera angle differently per class")
 
 
 def padding_parity(shares: dict[str, dict]) -> AssetCheckResult:
-    gap = padded_gap_points(shares)
-    ok = gap is None or gap <= MAX_GAP_POINTS
-    message = ("a class has no crops made here" if gap is None else
-               f"padded shares differ by {gap:.1f} points" + ("" if ok else
-               ": padded borders could tell the classes apart"))
-    return AssetCheckResult(check_name="padding_parity", passed=ok,
-                            severity=AssetCheckSeverity.WARN, description=message,
-                            metadata={"gap_points": gap, "max_gap_points": MAX_GAP_POINTS,
-                                      **{f"{name}_{k}": v for name, r in shares.items()
-                                         for k, v in r.items()}})
+    return _class_parity("padding_parity", padded_gap_points(shares), shares,
+                         "a class has no crops made here", "padded shares",
+                         "padded borders could tell the classes apart")
 
 
 def above_chance(test_accuracy: float) -> AssetCheckResult:

@@ -169,31 +169,30 @@ def images_made_by(manifests: Path, key: str, limit: int = 200) -> list[str]:
 ROOT_MARK = "@data_root/"  # a path stored in a manifest, relative to wherever the root is now
 
 
+def _map_strings(value: Any, convert) -> Any:
+    """Apply convert to every string inside dicts, lists, tuples and text columns of frames."""
+    if isinstance(value, str):
+        return convert(value)
+    if isinstance(value, dict):
+        return {k: _map_strings(v, convert) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(_map_strings(v, convert) for v in value)
+    if isinstance(value, pd.DataFrame):
+        return _map_text_columns(value, lambda v: _map_strings(v, convert))
+    return value
+
+
 def paths_relative(value: Any, root: Path) -> Any:
     """Absolute paths under the data root -> '@data_root/...', so a moved root keeps working."""
     prefix = str(Path(root)) + os.sep
-    if isinstance(value, str):
-        return ROOT_MARK + value[len(prefix):] if value.startswith(prefix) else value
-    if isinstance(value, dict):
-        return {k: paths_relative(v, root) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return type(value)(paths_relative(v, root) for v in value)
-    if isinstance(value, pd.DataFrame):
-        return _map_text_columns(value, lambda v: paths_relative(v, root))
-    return value
+    return _map_strings(value, lambda v: ROOT_MARK + v[len(prefix):] if v.startswith(prefix)
+                        else v)
 
 
 def paths_absolute(value: Any, root: Path) -> Any:
     """The inverse of paths_relative, against the data root as it is now."""
-    if isinstance(value, str):
-        return str(Path(root) / value[len(ROOT_MARK):]) if value.startswith(ROOT_MARK) else value
-    if isinstance(value, dict):
-        return {k: paths_absolute(v, root) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return type(value)(paths_absolute(v, root) for v in value)
-    if isinstance(value, pd.DataFrame):
-        return _map_text_columns(value, lambda v: paths_absolute(v, root))
-    return value
+    return _map_strings(value, lambda v: str(Path(root) / v[len(ROOT_MARK):])
+                        if v.startswith(ROOT_MARK) else v)
 
 
 def _map_text_columns(frame: pd.DataFrame, convert) -> pd.DataFrame:

@@ -54,3 +54,12 @@ def test_transfer_head_is_seeded_too():
     first, metrics_first = _run("fairface_resnet34", 5, backbone)
     second, metrics_second = _run("fairface_resnet34", 5, backbone)
     assert _identical(first, second) and metrics_first == metrics_second
+
+
+def test_a_last_batch_of_one_joins_the_one_before():
+    from beauty_pipeline.training.loop import batch_bounds
+
+    assert batch_bounds(33, 16) == [(0, 16), (16, 33)]
+    assert batch_bounds(32, 16) == [(0, 16), (16, 32)]
+    assert batch_bounds(17, 16) == [(0, 17)]
+    assert batch_bounds(1, 16) == [(0, 1)]

@@ -71,3 +71,20 @@ def test_study_label_csv_format(tmp_path):
     labels = study_label_csv(study)
     assert list(labels.columns) == ["file", "age", "gender", "race", "looks"]
     assert set(labels["looks"]) == {0, 1}
+
+
+def test_validation_split_is_identity_grouped_and_balanced(tmp_path):
+    store = ImageStore(tmp_path)
+    study = build_study_set(make_faces(store, persons=20, ordinary=160), store, SplitSettings(seed=2))
+    assert set(study["split"]) == {"train", "val", "test"}
+    assert (study.groupby("person")["split"].nunique() == 1).all()
+    val = study[study["split"] == "val"]
+    assert val["looks"].value_counts().nunique() == 1 and val["looks"].nunique() == 2
+    assert not val["flipped"].any()  # mirrored copies are for train only
+
+
+def test_too_few_groups_for_a_two_class_val_means_no_val(tmp_path):
+    store = ImageStore(tmp_path)
+    study = build_study_set(make_faces(store, persons=3, ordinary=20), store,
+                            SplitSettings(seed=0, test_fraction=0.34))
+    assert "val" not in set(study["split"])

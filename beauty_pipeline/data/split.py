@@ -75,10 +75,15 @@ def grouped_split(frame: pd.DataFrame, groups: np.ndarray, settings: SplitSettin
                     break
                 if group in assigned or (side == "test" and group in barred):
                     continue
+                if side == "val" and len(class_groups) - len(assigned) <= 1:
+                    break  # the class's last group stays in train
                 assigned.add(group)
                 members = groups == group
                 split[members] = side
                 taken += members[in_class].sum()
+    val = (split == "val").to_numpy()
+    if val.any() and frame.loc[val, "looks"].nunique() < 2:  # too few groups: no val rather
+        split[val] = "train"                                 # than a one-class val
     return split
 
 

@@ -102,6 +102,14 @@ def evaluate(model: nn.Module, images: np.ndarray, targets: np.ndarray, objectiv
     return float(objective.loss(logits, labels)), objective.correct(logits, labels) / len(labels)
 
 
+def batch_bounds(n: int, batch_size: int) -> list[tuple[int, int]]:
+    """Batch (start, stop) pairs; a last batch of one joins the one before (batch norm needs two)."""
+    bounds = [(start, min(start + batch_size, n)) for start in range(0, n, batch_size)]
+    if len(bounds) > 1 and bounds[-1][1] - bounds[-1][0] == 1:
+        bounds[-2:] = [(bounds[-2][0], n)]
+    return bounds
+
+
 def train_epoch(model, images, targets, objective, optimizer, scaler, settings: TrainSettings,
                 device: torch.device, generator: torch.Generator) -> tuple[float, float]:
     """One pass over shuffled batches; returns mean loss and accuracy."""
@@ -109,8 +117,8 @@ def train_epoch(model, images, targets, objective, optimizer, scaler, settings: 
     order = torch.randperm(len(images), generator=generator).numpy()
     total_loss = correct = 0.0
     channels_last = settings.channels_last and device.type == "cuda"
-    for start in range(0, len(order), settings.batch_size):
-        index = np.sort(order[start:start + settings.batch_size])
+    for start, stop in batch_bounds(len(order), settings.batch_size):
+        index = np.sort(order[start:stop])
         inputs = to_input(images[index], device, channels_last)
         labels = torch.as_tensor(np.asarray(targets)[index]).to(device)
         with autocast(device, settings.amp):
