@@ -135,8 +135,10 @@ def test_mlflow_run_comparison(deploy_stack, page):
     page.set_viewport_size({"width": 1600, "height": 1900})
     page.goto(f"{stack.mlflow.uri}/#/compare-runs?{query}")
     page.get_by_text("Comparing 2 Runs", exact=False).first.wait_for()
-    for text in ("Parameters", "Metrics", "learning_rate", "test_accuracy", "train_accuracy"):
+    for text in ("Parameters", "Metrics"):
         page.get_by_text(text, exact=False).first.wait_for()
+    for name in ("learning_rate", "seeds", "test_accuracy", "train_accuracy", "val_accuracy"):
+        page.get_by_text(name, exact=True).first.wait_for()  # not the *_seed_mean neighbours
     for run_id in ids:
         page.get_by_text(run_id, exact=True).first.wait_for()
     close_assistant = page.locator("[data-component-id='mlflow.assistant.chat_panel.close']")

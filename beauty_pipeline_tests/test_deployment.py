@@ -129,7 +129,7 @@ def test_crashed_run_is_failed_and_rematerializing_resumes_from_checkpoint(deplo
     run_id = dagster.launch_assets(["classifier"], ds.CLASSIFIER_PARTITION, run_config)
     worker = _worker_pid(stack, run_id)
     checkpoints = stack.data_root / CHECKPOINTS
-    ds.wait_until(lambda: list(checkpoints.glob("epoch_*.pt")), 120, "an epoch checkpoint",
+    ds.wait_until(lambda: list(checkpoints.glob("seed*/epoch_*.pt")), 120, "an epoch checkpoint",
                   interval=0.1)
     try:
         os.kill(worker, signal.SIGKILL)  # the run worker: a child of the code server we started
