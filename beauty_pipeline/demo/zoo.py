@@ -4,12 +4,12 @@ model is trained and audited in each, and the audit must name exactly what was p
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
+from beauty_pipeline.data.families import FAMILIES
 from beauty_pipeline.data.schema import conform
 from beauty_pipeline.data.split import SplitSettings, build_study_set
 from beauty_pipeline.data.variants import VariantSettings, build_variant
@@ -113,8 +113,6 @@ def planted_correctly(planted: str, named: Sequence[str], verdict: str) -> bool:
 
 def detection_matrix(results: Sequence[dict]) -> str:
     """Planted (rows) x named (columns), one mark per world, verdict and accuracy beside."""
-    from beauty_pipeline.data.families import FAMILIES
-
     header = f"{'planted':<11}" + "".join(f"{f:>12}" for f in FAMILIES) + \
         f"  {'verdict':<22}{'test acc [95% CI]':<22}ok"
     lines = [header, "-" * len(header)]
@@ -141,9 +139,3 @@ def run_zoo(home: Path, worlds: Sequence[str] = tuple(WORLDS), settings: ZooSett
         atomic_write_json(home / "zoo.json", {"settings": settings.__dict__, "worlds": results})
     return results
 
-
-def with_overrides(settings: ZooSettings, **changes) -> ZooSettings:
-    return replace(settings, **{k: v for k, v in changes.items() if v is not None})
-
-
-__all__ = ["WORLDS", "ZooSettings", "detection_matrix", "run_zoo", "run_world", "np"]
