@@ -1,12 +1,11 @@
-"""The `beauty-pipeline` command: the synthetic demo end to end, and the shortcut zoo."""
+"""The `beauty-pipeline` command: the real study, the synthetic demo, and the shortcut zoo."""
 
 from __future__ import annotations
 
 import argparse
 import logging
 import os
-import resource
-import shutil
+import shlex
 import sys
 import time
 import warnings
@@ -17,8 +16,18 @@ from dagster import BetaWarning, PreviewWarning
 for _category in (UserWarning, BetaWarning, PreviewWarning):  # notices, not problems of the run
     warnings.filterwarnings("ignore", category=_category)
 
+from beauty_pipeline.console import ProgressView, closing_summary, prepare_home  # noqa: E402
 from beauty_pipeline.demo.zoo import WORLDS, ZooSettings  # noqa: E402
-from beauty_pipeline.settings import BACKGROUNDS, DEMO_MODELS, HOME_ENV, MODELS  # noqa: E402
+from beauty_pipeline.resources.face_stage import YUNET_ENV  # noqa: E402
+from beauty_pipeline.settings import (  # noqa: E402
+    BACKGROUNDS,
+    DEMO_MODELS,
+    FAIRFACE_CHECKPOINT_ENV,
+    FAIRFACE_DIR_ENV,
+    HOME_ENV,
+    MODELS,
+)
+from beauty_pipeline.study_options import add_study_flags, study_options  # noqa: E402
 from beauty_pipeline.study_run import DemoPlan  # noqa: E402
 
 DAGSTER_YAML = Path(__file__).resolve().parent.parent / "dagster.yaml"
@@ -44,6 +53,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument("--seeds", type=int, default=DemoPlan.seeds,
                       help="training repeats per partition (mean and spread reported)")
+    study = sub.add_parser("study", help="the real study: a ranking, photo folders (or Bing) and "
+                                         "FairFace through the whole graph; a rerun continues")
+    add_study_flags(study)
     zoo = sub.add_parser("zoo", help="plant each shortcut family in its own synthetic world, train "
                                      "and audit a small model in each; the audit must name it")
     zoo.add_argument("--home", default=os.environ.get(HOME_ENV, "demo-data"),
@@ -74,45 +86,12 @@ def demo_environment(args: argparse.Namespace, home: Path) -> dict[str, str]:
     }
 
 
-def _interval(result: dict, name: str, signed: bool = False) -> str:
-    value = result.get(name)
-    if value is None:
-        return ""
-    low, high = result.get(f"{name}_ci_low"), result.get(f"{name}_ci_high")
-    fmt = "+.2f" if signed else ".2f"
-    return f"{value:{fmt}} [{low:{fmt}},{high:{fmt}}]" if low is not None else f"{value:{fmt}}"
-
-
-def results_table(partitions: dict[str, dict]) -> str:
-    """One row per model x background: accuracies and the audit's effects with 95% intervals."""
-    columns = (("test acc", "acc_original", False), ("face-only", "acc_face_only", False),
-               ("BG-gap", "bg_gap", True), ("quality", "family_quality_drop", True),
-               ("geometry", "family_geometry_drop", True), ("colour", "family_colour_drop", True))
-    header = f"{'model/background':<28} {'val':>5} " + \
-        " ".join(f"{title:>20}" for title, _, _ in columns) + f" {'lift':>5}  verdict"
-    lines = [header, "-" * len(header)]
-    for name, outputs in partitions.items():
-        if "classifier" not in outputs:
-            continue
-        last = outputs["classifier"]["history"][-1]
-        audit = outputs.get("shortcut_audit") or {}
-        lift = (outputs.get("gradcam") or {}).get("face_mass_lift")
-        lines.append(f"{name:<28} {last['val_accuracy']:>5.2f} " +
-                     " ".join(f"{_interval(audit, key, signed):>20}" for _, key, signed in columns)
-                     + f" {'' if lift is None else f'{lift:.2f}':>5}  {audit.get('verdict', '')}")
-    return "\n".join(lines)
-
-
 def run_demo(args: argparse.Namespace) -> int:
     logging.getLogger("mlflow").setLevel(logging.WARNING)
     home = Path(args.home).expanduser().resolve()
     env = demo_environment(args, home)
     os.environ.update(env)
-    (home / "dagster").mkdir(parents=True, exist_ok=True)
-    if DAGSTER_YAML.exists():  # a source checkout: same instance settings as `dagster dev`
-        shutil.copy(DAGSTER_YAML, home / "dagster" / "dagster.yaml")
-    env_file = home / "demo.env"
-    env_file.write_text("".join(f"export {k}={v}\n" for k, v in env.items()))
+    env_file = prepare_home(home, env, "demo")
 
     from dagster import DagsterInstance
 
@@ -131,20 +110,57 @@ def run_demo(args: argparse.Namespace) -> int:
     with DagsterInstance.get() as instance:
         report = full_pass(instance, plan, log=lambda line: print(f"  {line}", flush=True))
     minutes = (time.perf_counter() - started) / 60
-    peak_gib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
-    print()
-    print(results_table(report.partitions))
-    summary = report.partitions.get("study_report") or {}
-    print(f"""
-finished in {minutes:.1f} min (peak memory {peak_gib:.1f} GiB)
-  Dagster storage : {home / 'dagster'}
-  MLflow store    : {home / 'mlflow.db'} (artifacts in {home / 'mlartifacts'})
-  outputs         : {home / 'outputs'}{f"  (report: {summary['html']})" if 'html' in summary else ''}
+    print(closing_summary(home, env_file, report, minutes))
+    return 0
 
-Open the Dagster UI on this data:
-  . {env_file} && dagster dev -m beauty_pipeline.definitions -h 127.0.0.1 -p 3000
-Open the MLflow UI on this data:
-  mlflow ui --backend-store-uri sqlite:///{home / 'mlflow.db'} -h 127.0.0.1 -p 5000""")
+
+def study_environment(plan) -> dict[str, str]:
+    """Env vars that make `dagster dev` and the UI's launchpad defaults match this study."""
+    o = plan.options
+    env = {HOME_ENV: str(plan.home), "DAGSTER_HOME": str(plan.home / "dagster"),
+           "BEAUTY_PIPELINE_PROFILE": "study", "BEAUTY_PIPELINE_RANKING": o.ranking,
+           "BEAUTY_PIPELINE_PHOTO_SOURCE": "bing" if o.bing else "local",
+           "BEAUTY_PIPELINE_LOCAL_PHOTOS": o.photos, FAIRFACE_DIR_ENV: o.fairface,
+           FAIRFACE_CHECKPOINT_ENV: o.fairface_checkpoint, YUNET_ENV: o.detector_model}
+    for name in ("image_size", "epochs", "backbone_epochs", "batch_size", "learning_rate", "seeds"):
+        env[f"BEAUTY_PIPELINE_{name.upper()}"] = str(getattr(o, name))
+    return {k: shlex.quote(v) for k, v in env.items() if v}
+
+
+def run_study(args: argparse.Namespace) -> int:
+    from dagster import DagsterInstance
+
+    from beauty_pipeline.errors import PipelineError
+    from beauty_pipeline.progress import listening
+    from beauty_pipeline.resume import StepLedger
+    from beauty_pipeline.study_run import StudyPlan, full_pass
+
+    logging.getLogger("mlflow").setLevel(logging.WARNING)
+    try:
+        plan = StudyPlan(study_options(args))
+    except PipelineError as error:
+        print(f"beauty-pipeline study: {error}", file=sys.stderr)
+        return 2
+    home, o = plan.home, plan.options
+    env = study_environment(plan)
+    os.environ.update({k: shlex.split(v)[0] for k, v in env.items()})
+    env_file = prepare_home(home, env, "study")
+    print(f"beauty-pipeline study: {'Bing' if o.bing else o.photos} vs FairFace {o.fairface}, "
+          f"{len(o.models)} models x {len(o.backgrounds)} backgrounds, {o.image_size} px, "
+          f"{o.epochs} epochs, {o.seeds} seed(s) -> {home}")
+    started = time.perf_counter()
+    try:
+        with DagsterInstance.get() as instance, ProgressView() as view, listening(view):
+            report = full_pass(instance, plan, log=lambda line: print(f"  {line}", flush=True),
+                               ledger=StepLedger(home / "study-steps.json"))
+    except KeyboardInterrupt:
+        print("\ninterrupted: finished steps and epochs are kept; run the same command again to "
+              "continue", file=sys.stderr)
+        return 130
+    except PipelineError as error:
+        print(f"beauty-pipeline study: {error}", file=sys.stderr)
+        return 1
+    print(closing_summary(home, env_file, report, (time.perf_counter() - started) / 60))
     return 0
 
 
@@ -169,6 +185,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.command == "demo":
         return run_demo(args)
+    if args.command == "study":
+        return run_study(args)
     if args.command == "zoo":
         return run_zoo_command(args)
     return 2

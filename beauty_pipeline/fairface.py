@@ -76,6 +76,18 @@ def split_of(label_file: Path, files: pd.Series) -> pd.Series:
     return folder.where(folder.isin(["train", "val"]), "")
 
 
+def first_per_split(labels: pd.DataFrame, limit: int) -> pd.DataFrame:
+    """The first rows of each FairFace split in proportion to its size, `limit` in all: a small
+    sample keeps val images, which the official checkpoint's ordinary test side needs."""
+    if limit >= len(labels):
+        return labels
+    shares = labels["fairface_split"].value_counts(sort=False) / len(labels)
+    quota = (shares * limit).round().astype(int)
+    quota.iloc[-1] = max(0, limit - int(quota.iloc[:-1].sum()))
+    return labels[labels.groupby("fairface_split", sort=False).cumcount()
+                  < labels["fairface_split"].map(quota)].reset_index(drop=True)
+
+
 def read_fairface(root: Path | str, limit: int | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Rows with an existing image file, plus the rows skipped and why (missing, bad labels)."""
     root = Path(root).expanduser()
@@ -94,7 +106,7 @@ def read_fairface(root: Path | str, limit: int | None = None) -> tuple[pd.DataFr
                 for t in traversal[bad]])
     kept = labels[~bad].reset_index(drop=True)
     if limit is not None:
-        kept = kept.iloc[:limit]
+        kept = first_per_split(kept, limit)
     kept = kept.assign(path=[str((root / f).resolve()) for f in kept["file"]])
     return kept, skipped.reset_index(drop=True)
 

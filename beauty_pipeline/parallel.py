@@ -49,7 +49,7 @@ def _is_main_guard(test: ast.expr) -> bool:
 
 
 def run_in_pool(function, calls: list[tuple], workers: int, preload: list[str],
-                initializer=None) -> list | None:
+                initializer=None, on_result=None) -> list | None:
     """[function(*args) for args in calls] from a forkserver worker pool, in order; None when no
     pool could run them (the caller then works in its own process), with the reason logged.
 
@@ -57,7 +57,8 @@ def run_in_pool(function, calls: list[tuple], workers: int, preload: list[str],
     safe under threaded parents (Dagster) and fast to start. They need only the package's
     modules, so when __main__ is a script that runs code at import (no
     `if __name__ == "__main__":` guard) they start without re-importing it, instead of rerunning
-    the script and failing in its bootstrapping phase."""
+    the script and failing in its bootstrapping phase. `on_result` sees each result as it is
+    collected (progress bars)."""
     if "forkserver" not in multiprocessing.get_all_start_methods():
         log.warning("running in one process: no forkserver start method on this platform")
         return None
@@ -73,7 +74,12 @@ def run_in_pool(function, calls: list[tuple], workers: int, preload: list[str],
             with _main_hidden(unguarded):
                 # forkserver pools start workers during submit(), never later
                 futures = [pool.submit(function, *args) for args in calls]
-            return [future.result() for future in futures]
+            results = []
+            for future in futures:
+                results.append(future.result())
+                if on_result is not None:
+                    on_result(results[-1])
+            return results
     except BrokenProcessPool as error:
         log.warning("running in one process: the worker pool broke (%s)", error)
         return None

@@ -9,19 +9,24 @@ from pathlib import Path
 
 from dagster import AssetKey, DagsterInstance, MultiPartitionKey, materialize
 
+from beauty_pipeline import progress
+from beauty_pipeline.assets.common import CODE_VERSION
 from beauty_pipeline.definitions import defs
 from beauty_pipeline.demo.synthetic import DemoSpec
 from beauty_pipeline.resources import (
     DemoDataResource,
+    FacePreprocessing,
     ManifestIOManager,
     MlflowTracking,
     PhotoSourceResource,
     StudyStorage,
 )
+from beauty_pipeline.resources.io import manifest_stem, read_manifest
+from beauty_pipeline.resume import StepLedger, data_version, fingerprint, folder_listing
 from beauty_pipeline.settings import BACKGROUNDS, MODELS, PROFILES, default_mlflow_uri
+from beauty_pipeline.study_options import StudyOptions
 
 PERSON_ASSETS = ("celebrity_photos", "celebrity_faces")
-DATASET_ASSETS = ("fairface_faces", "face_dataset", "fairface_backbone")
 PER_MODEL_ASSETS = ("classifier", "gradcam", "shortcut_audit")
 
 
@@ -71,6 +76,69 @@ class DemoPlan:
                 "loggers": {"console": {"config": {"log_level": self.log_level}}}}
 
 
+@dataclass(frozen=True)
+class StudyPlan:
+    """The real study: photo folders or Bing, a FairFace download, the study's training settings."""
+
+    options: StudyOptions
+    log_level: str = "WARNING"
+
+    @property
+    def home(self) -> Path:
+        return self.options.root
+
+    @property
+    def models(self) -> tuple[str, ...]:
+        return self.options.models
+
+    @property
+    def backgrounds(self) -> tuple[str, ...]:
+        return self.options.backgrounds
+
+    def resources(self) -> dict:
+        """Resources on this study's data root, photo source and face detector."""
+        root, o = str(self.home), self.options
+        return {**defs.resources,
+                "io_manager": ManifestIOManager(root=root), "storage": StudyStorage(root=root),
+                "photo_source": PhotoSourceResource(kind="bing" if o.bing else "local",
+                                                    local_dir=str(Path(o.photos).expanduser()
+                                                                  .resolve()) if o.photos else ""),
+                "demo_data": DemoDataResource(),
+                "face_stage": FacePreprocessing(detector_model_path=o.detector_model,
+                                                workers=o.workers),
+                "mlflow_tracking": MlflowTracking(tracking_uri=default_mlflow_uri(self.home))}
+
+    def run_config(self, keys: Iterable[str]) -> dict:
+        """Per-asset config of the study for the selected assets."""
+        o = self.options
+        train = {"image_size": o.image_size, "batch_size": o.batch_size, "seed": o.seed,
+                 "learning_rate": o.learning_rate}
+        configs = {
+            "ranking": {"location": o.ranking},
+            "celebrity_faces": {"detector": "yunet"},
+            "fairface_faces": {"source": "fairface", "fairface_dir": o.fairface,
+                               "limit": o.limit_ordinary, "preprocessing": o.preprocessing},
+            "face_dataset": {"seed": o.seed, "fairface_checkpoint": o.fairface_checkpoint},
+            "face_dataset_variant": {"segmenter": o.segmenter,
+                                     "rembg_model_path": o.rembg_model_path, "seed": o.seed},
+            "fairface_backbone": {**train, "epochs": o.backbone_epochs,
+                                  "checkpoint_path": o.fairface_checkpoint},
+            "classifier": {**train, "epochs": o.epochs, "seeds": o.seeds},
+        }
+        return {"ops": {k: {"config": configs[k]} for k in keys if k in configs},
+                "loggers": {"console": {"config": {"log_level": self.log_level}}}}
+
+    def inputs_of_person(self, person: str, name: str) -> list:
+        """What a person's photos step reads besides its config: the name, the folder's files."""
+        folder = Path(self.options.photos).expanduser() / person if self.options.photos else None
+        return [name, folder_listing(folder) if folder else "bing"]
+
+    def inputs_of_fairface(self) -> list:
+        """The FairFace label files (name, size, time): a new download reruns the ordinary class."""
+        root = Path(self.options.fairface).expanduser()
+        return [(p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in sorted(root.glob("*.csv"))]
+
+
 @dataclass
 class PassReport:
     """What a full pass materialized, with the per-partition outputs and timings."""
@@ -78,6 +146,7 @@ class PassReport:
     persons: list[str] = field(default_factory=list)
     partitions: dict[str, dict] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
+    skipped: list[str] = field(default_factory=list)  # steps done before, not run again
 
 
 def available(keys: Iterable[str]) -> list[str]:
@@ -86,7 +155,7 @@ def available(keys: Iterable[str]) -> list[str]:
     return [k for k in keys if AssetKey(k) in defined]
 
 
-def run_assets(instance: DagsterInstance, plan: DemoPlan, keys: Iterable[str],
+def run_assets(instance: DagsterInstance, plan, keys: Iterable[str],
                partition: str | None = None):
     """One Dagster run materializing the selected assets (one partition)."""
     keys = available(keys)
@@ -95,19 +164,61 @@ def run_assets(instance: DagsterInstance, plan: DemoPlan, keys: Iterable[str],
                        run_config=plan.run_config(keys), raise_on_error=True)
 
 
-def register_persons(instance: DagsterInstance, plan: DemoPlan) -> list[str]:
-    """Materialize the ranking and make each of its persons a `person` partition."""
-    ranking = run_assets(instance, plan, ["ranking"]).output_for_node("ranking")
+def register_persons(instance: DagsterInstance, ranking) -> list[str]:
+    """Make each person of the materialized ranking a `person` partition."""
     persons = ranking["person"].tolist()
     existing = set(instance.get_dynamic_partitions("person"))
     instance.add_dynamic_partitions("person", [p for p in persons if p not in existing])
     return persons
 
 
-def full_pass(instance: DagsterInstance, plan: DemoPlan,
-              log: Callable[[str], None] = print) -> PassReport:
-    """ranking -> persons -> study set -> variants -> classifiers and their audits -> report."""
+class Steps:
+    """Runs a pass's steps; with a ledger, a step already done under the same inputs is skipped."""
+
+    def __init__(self, instance: DagsterInstance, plan, ledger: StepLedger | None):
+        self.instance, self.plan, self.ledger = instance, plan, ledger
+        self.skipped: list[str] = []
+        resources = plan.resources()
+        self.settings = {k: v.model_dump() if hasattr(v, "model_dump") else repr(v)
+                         for k, v in sorted(resources.items())}
+
+    def digest(self, keys, partition, inputs, extra) -> str:
+        upstream = [(a, p, data_version(self.instance, a, p)) for a, p in inputs]
+        return fingerprint(CODE_VERSION, self.plan.run_config(keys)["ops"], self.settings,
+                           str(partition or ""), upstream, extra)
+
+    def run(self, name: str, keys, partition=None, inputs=(), extra=None, outputs=()):
+        """Materialize `keys` (one partition) unless done; return the stored outputs named."""
+        digest = self.digest(keys, partition, inputs, extra) if self.ledger else ""
+        if self.ledger and self.ledger.done(name, digest):
+            stored = self.stored(keys, partition, outputs)
+            if stored is not None:
+                self.skipped.append(name)
+                return stored
+        result = run_assets(self.instance, self.plan, keys, partition)
+        if self.ledger:
+            self.ledger.record(name, digest)
+        return {k: result.output_for_node(k) for k in available(outputs)}
+
+    def stored(self, keys, partition, outputs) -> dict | None:
+        """Outputs of a step done earlier, or None when anything it made is gone."""
+        slug = str(partition) if partition else None
+        if any(not data_version(self.instance, k, slug) for k in available(keys)):
+            return None
+        try:
+            return {k: read_manifest(manifest_stem(self.plan.home, [k], slug), self.plan.home)
+                    for k in available(outputs)}
+        except FileNotFoundError:
+            return None
+
+
+def full_pass(instance: DagsterInstance, plan, log: Callable[[str], None] = print,
+              ledger: StepLedger | None = None) -> PassReport:
+    """ranking -> persons -> study set -> variants -> classifiers and their audits -> report.
+
+    With a ledger, steps done before under the same inputs and settings are skipped."""
     report = PassReport()
+    steps = Steps(instance, plan, ledger)
     started = mark = time.perf_counter()
 
     def lap(name: str) -> None:
@@ -115,28 +226,42 @@ def full_pass(instance: DagsterInstance, plan: DemoPlan,
         report.seconds[name] = time.perf_counter() - mark
         mark = time.perf_counter()
 
-    report.persons = register_persons(instance, plan)
-    for person in report.persons:
-        run_assets(instance, plan, PERSON_ASSETS, person)
+    ranking = run_assets(instance, plan, ["ranking"]).output_for_node("ranking")
+    report.persons = register_persons(instance, ranking)
+    names = dict(zip(ranking["person"], ranking["name"], strict=True))
+    for done, person in enumerate(report.persons, start=1):
+        extra = plan.inputs_of_person(person, names[person]) if ledger else None
+        steps.run(f"person:{person}", PERSON_ASSETS, person, extra=extra)
+        progress.emit("persons (photos, faces)", done, len(report.persons), person)
     log(f"photos and faces ready for {len(report.persons)} persons")
     lap("ingest_and_faces")
-    run_assets(instance, plan, DATASET_ASSETS)
-    for background in plan.backgrounds:
-        run_assets(instance, plan, ["face_dataset_variant"], background)
+    steps.run("fairface_faces", ["fairface_faces"],
+              extra=plan.inputs_of_fairface() if ledger else None)
+    steps.run("face_dataset", ["face_dataset"], inputs=[
+        ("ranking", None), ("fairface_faces", None),
+        *(("celebrity_faces", p) for p in report.persons)])
+    steps.run("fairface_backbone", ["fairface_backbone"], inputs=[("face_dataset", None)])
+    for done, background in enumerate(plan.backgrounds, start=1):
+        steps.run(f"variant:{background}", ["face_dataset_variant"], background,
+                  inputs=[("face_dataset", None)])
+        progress.emit("background variants", done, len(plan.backgrounds), background)
     log(f"study set, backbone and {len(plan.backgrounds)} background variants ready")
     lap("dataset_and_backbone")
-    for model in plan.models:
-        for background in plan.backgrounds:
-            key = MultiPartitionKey({"model": model, "background": background})
-            result = run_assets(instance, plan, PER_MODEL_ASSETS, key)
-            outputs = {k: result.output_for_node(k) for k in available(PER_MODEL_ASSETS)}
-            report.partitions[f"{model}/{background}"] = outputs
-            log(f"{model}/{background}: test accuracy "
-                f"{outputs['classifier']['history'][-1]['test_accuracy']:.3f}")
+    trained = [(m, b) for m in plan.models for b in plan.backgrounds]
+    for done, (model, background) in enumerate(trained, start=1):
+        key = MultiPartitionKey({"model": model, "background": background})
+        outputs = steps.run(f"model:{model}/{background}", PER_MODEL_ASSETS, key, inputs=[
+            ("face_dataset_variant", background), ("fairface_backbone", None)],
+            outputs=PER_MODEL_ASSETS)
+        report.partitions[f"{model}/{background}"] = outputs
+        progress.emit("models x backgrounds", done, len(trained), f"{model}/{background}")
+        log(f"{model}/{background}: test accuracy "
+            f"{outputs['classifier']['history'][-1]['test_accuracy']:.3f}")
     lap("training_and_audit")
     if available(["study_report"]):
         report.partitions["study_report"] = run_assets(
             instance, plan, ["study_report"]).output_for_node("study_report")
     lap("report")
     report.seconds["total"] = time.perf_counter() - started
+    report.skipped = steps.skipped
     return report

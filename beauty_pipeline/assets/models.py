@@ -18,6 +18,7 @@ from dagster import (
 )
 from pydantic import Field
 
+from beauty_pipeline import progress
 from beauty_pipeline.assets.common import CODE_VERSION, ON_INPUTS_CHANGED, table_md
 from beauty_pipeline.checks import CLASSIFIER_CHECKS, above_chance
 from beauty_pipeline.data.variants import variant_version
@@ -114,7 +115,8 @@ def fairface_backbone(context: AssetExecutionContext, config: BackboneConfig,
                              settings=settings.__dict__)
         history = train(model, arrays["train"].images, targets["train"], None, None, settings,
                         EpochCheckpoints(storage.folder("checkpoints", "fairface_backbone"), run_id),
-                        lambda m: context.log.info(f"backbone epoch {m.epoch}: {m.as_dict()}"),
+                        lambda m: (context.log.info(f"backbone epoch {m.epoch}: {m.as_dict()}"),
+                                   progress.emit("fairface_backbone", m.epoch, settings.epochs)),
                         objective=AttributeObjective(), val_images=arrays["val"].images,
                         val_targets=targets["val"])
         origin = "pre-trained here on the ordinary train images' age/gender/race labels"
@@ -172,12 +174,14 @@ def classifier(context: AssetExecutionContext, config: TrainConfig,
         for index, (seed, seed_checkpoints) in enumerate(zip(seeds, checkpoints, strict=True)):
             prefix = "" if index == 0 else f"seed{seed}_"
 
-            def on_epoch(metrics: EpochMetrics, prefix=prefix) -> None:
+            def on_epoch(metrics: EpochMetrics, prefix=prefix, seed=seed) -> None:
                 values = metrics.as_dict()
                 epoch = int(values.pop("epoch"))
                 mlflow.log_metrics({f"{prefix}{k}": v for k, v in values.items()}, step=epoch)
                 context.log.info(f"{model_name}/{background} {prefix}epoch {epoch}: " +
                                  ", ".join(f"{k}={v:.4f}" for k, v in values.items()))
+                progress.emit(f"{model_name}/{background} seed {seed}", epoch, settings.epochs,
+                              f"val {values['val_accuracy']:.2f}")
 
             seed_settings = replace(settings, seed=seed)
             seeded(seed)

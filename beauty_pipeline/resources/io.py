@@ -30,6 +30,15 @@ def manifest_stem(root: Path, asset_path: list[str], partition: str | None) -> P
                                                          else "latest")
 
 
+def read_manifest(stem: Path, root: Path):
+    """A stored asset value (<stem>.parquet or .json) with its paths made absolute again."""
+    if stem.with_suffix(".parquet").exists():
+        return paths_absolute(pd.read_parquet(stem.with_suffix(".parquet")), root)
+    if stem.with_suffix(".json").exists():
+        return paths_absolute(json.loads(stem.with_suffix(".json").read_text()), root)
+    raise FileNotFoundError(f"{stem}.parquet|json has not been materialized")
+
+
 class ManifestIOManager(ConfigurableIOManager):
     """manifests/<asset>/<partition>.parquet|json: readable by people and other tools."""
 
@@ -50,12 +59,7 @@ class ManifestIOManager(ConfigurableIOManager):
             raise TypeError(f"{context.asset_key.to_user_string()}: cannot store {type(obj)}")
 
     def _read(self, path: Path):
-        root = data_root(self.root)
-        if path.with_suffix(".parquet").exists():
-            return paths_absolute(pd.read_parquet(path.with_suffix(".parquet")), root)
-        if path.with_suffix(".json").exists():
-            return paths_absolute(json.loads(path.with_suffix(".json").read_text()), root)
-        raise FileNotFoundError(f"{path}.parquet|json has not been materialized")
+        return read_manifest(path, data_root(self.root))
 
     def load_input(self, context: InputContext):
         if not context.has_asset_partitions:

@@ -10,6 +10,7 @@ import cv2
 import numpy as np
 import pandas as pd
 
+from beauty_pipeline import progress
 from beauty_pipeline.data.schema import conform
 from beauty_pipeline.modelfiles import YUNET, obtain_model_file
 from beauty_pipeline.parallel import run_in_pool
@@ -178,10 +179,21 @@ def _run(items: list[tuple], store: ImageStore, config: FaceConfig, detector_pat
     batches = [items[i:i + config.batch_size] for i in range(0, len(items), config.batch_size)]
     workers = _worker_count(config, len(items))
     args = (str(store.root), asdict(config), detector_path)
+    done = 0
+
+    def advance(rows: list) -> None:
+        nonlocal done
+        done += len(rows)
+        progress.emit("face detection", done, len(items))
+
     results = run_in_pool(_process_batch, [(batch, *args) for batch in batches], workers,
-                          [__name__, "scipy.fftpack"], _init_worker) if workers > 1 else None
+                          [__name__, "scipy.fftpack"], _init_worker, advance) \
+        if workers > 1 else None
     if results is None:
-        results = [_process_batch(batch, *args) for batch in batches]
+        done, results = 0, []
+        for batch in batches:
+            results.append(_process_batch(batch, *args))
+            advance(results[-1])
     return [row for batch in results for row in batch]
 
 
