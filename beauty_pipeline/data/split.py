@@ -7,6 +7,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from beauty_pipeline.errors import PipelineError
+from beauty_pipeline.settings import CLASS_NAMES
 from beauty_pipeline.storage import ImageStore
 
 
@@ -57,6 +59,10 @@ def leakage_groups(frame: pd.DataFrame, duplicate_group: pd.Series | None = None
 SPLITS = ("train", "val", "test")
 
 
+# The audit swaps backgrounds between identities of a class: test needs two of each class.
+MIN_TEST_GROUPS = 2
+
+
 def grouped_split(frame: pd.DataFrame, groups: np.ndarray, settings: SplitSettings) -> pd.Series:
     """Assign whole groups per class to test, then val, until each holds about its fraction."""
     rng = np.random.default_rng(settings.seed)
@@ -69,15 +75,17 @@ def grouped_split(frame: pd.DataFrame, groups: np.ndarray, settings: SplitSettin
         rng.shuffle(class_groups)
         assigned: set = set()
         for side, fraction in (("test", settings.test_fraction), ("val", settings.val_fraction)):
-            target, taken = fraction * in_class.sum(), 0
+            target, taken, count = fraction * in_class.sum(), 0, 0
+            floor = MIN_TEST_GROUPS if side == "test" else 0
             for group in class_groups:
-                if taken >= target:
+                if taken >= target and count >= floor:
                     break
                 if group in assigned or (side == "test" and group in barred):
                     continue
-                if side == "val" and len(class_groups) - len(assigned) <= 1:
+                if len(class_groups) - len(assigned) <= 1:
                     break  # the class's last group stays in train
                 assigned.add(group)
+                count += 1
                 members = groups == group
                 split[members] = side
                 taken += members[in_class].sum()
@@ -123,6 +131,15 @@ def build_study_set(faces: pd.DataFrame, store: ImageStore, settings: SplitSetti
         raise ValueError("no faces to build the study set from")
     faces = faces.reset_index(drop=True)
     groups = leakage_groups(faces, duplicate_group)
+    for looks, name in enumerate(CLASS_NAMES):
+        persons = faces.loc[faces["looks"] == looks, "person"].nunique()
+        if persons < MIN_TEST_GROUPS + 1:
+            raise PipelineError(
+                f"the {name} class has {persons} person(s) with kept faces "
+                f"({int((faces['looks'] == looks).sum())} images); a split by identity needs at "
+                f"least {MIN_TEST_GROUPS + 1} (train, and {MIN_TEST_GROUPS} in test so that "
+                f"backgrounds can be swapped between identities): see the drop reasons of "
+                f"{'celebrity_faces' if looks else 'fairface_faces'}")
     faces = faces.assign(leak_group=groups, split=grouped_split(faces, groups, settings),
                          flipped=False, source_image_key=faces["image_key"])
     rng = np.random.default_rng(settings.seed + 1)
