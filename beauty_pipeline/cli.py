@@ -128,7 +128,7 @@ def study_environment(plan) -> dict[str, str]:
 
 
 def run_study(args: argparse.Namespace) -> int:
-    from dagster import DagsterInstance
+    from dagster import DagsterExecutionInterruptedError, DagsterInstance
 
     from beauty_pipeline.errors import PipelineError
     from beauty_pipeline.progress import listening
@@ -153,7 +153,7 @@ def run_study(args: argparse.Namespace) -> int:
         with DagsterInstance.get() as instance, ProgressView() as view, listening(view):
             report = full_pass(instance, plan, log=lambda line: print(f"  {line}", flush=True),
                                ledger=StepLedger(home / "study-steps.json"))
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, DagsterExecutionInterruptedError):
         print("\ninterrupted: finished steps and epochs are kept; run the same command again to "
               "continue", file=sys.stderr)
         return 130
