@@ -111,11 +111,20 @@ def jpeg_roundtrip(image: np.ndarray, quality: int) -> np.ndarray:
         return np.asarray(decoded.convert("RGB"))
 
 
+def reduced_size(shape, face_in_image: float, target_px: float) -> tuple[int, int]:
+    """(width, height) at which the face spans target_px; the image's own size when that rounds
+    to no change (a face less than a pixel's rounding above the target)."""
+    factor = min(1.0, target_px / face_in_image)
+    height, width = shape[:2]
+    return max(1, round(width * factor)), max(1, round(height * factor))
+
+
 def resample_face(image: np.ndarray, face_in_image: float, target_px: float) -> np.ndarray:
     """Down to where the face spans target_px (area average), then back to the same size
     (bilinear): the face keeps its place but carries only target_px of detail."""
-    factor = target_px / face_in_image
     height, width = image.shape[:2]
-    small = cv2.resize(image, (max(1, round(width * factor)), max(1, round(height * factor))),
-                       interpolation=cv2.INTER_AREA)
+    size = reduced_size(image.shape, face_in_image, target_px)
+    if size == (width, height):
+        return image
+    small = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
     return cv2.resize(small, (width, height), interpolation=cv2.INTER_LINEAR)
