@@ -19,9 +19,11 @@ from beauty_pipeline.data.quality import (
     compare_cue,
     match_quality,
     quality_by_class,
+    quality_summary,
     quality_targets,
     standardised_mean_difference,
 )
+from beauty_pipeline.report.html import quality_matching_text, render_report, summary_markdown
 from beauty_pipeline.storage import ImageStore, encode_png
 from beauty_pipeline.vision.quality import (
     face_share,
@@ -222,6 +224,24 @@ def test_jpeg_matching_re_encodes_everything_at_the_lower_quality(tmp_path):
     assert matched["jpeg_quality"].tolist() == [80.0, 80.0, 70.0, 80.0]
     assert set(matched["quality_match"]) == {"jpeg q80"}
     assert not np.array_equal(store.load(matched["image_key"][0]), images[0])
+    summary = quality_summary(matched)
+    assert summary["match_quality"] and summary["target_jpeg_quality"] == 80.0
+    assert quality_matching_text(summary) == (
+        "Quality matching: used, both classes alike (quantile 0.5 of the lower class): faces "
+        "resampled down to 100 px across; JPEG re-encoded at quality 80.")
+
+
+def test_report_states_matching_and_the_quality_parity_result(tmp_path, planted):
+    _, faces = planted
+    summary = quality_summary(faces)
+    assert not summary["match_quality"] and not summary["passed"]
+    part = {"model": "resnet18", "background": "original", "verdict": "face",
+            "metrics": {"acc_original": 0.9}}
+    html = render_report([part], tmp_path, dataset=summary).read_text()
+    assert "Quality matching: not used" in html and "quality_parity: WARN: face_px separates" in html
+    assert '<table id="quality-cues">' in html
+    markdown = summary_markdown([part], summary)
+    assert "Quality matching: not used" in markdown and "quality\\_parity: WARN" in markdown
 
 
 def test_real_crops_differ_in_resolution_from_fairface(yunet_model, tmp_path):
