@@ -6,7 +6,13 @@ import pandas as pd
 from dagster import AssetCheckResult, AssetCheckSeverity, AssetCheckSpec
 
 from beauty_pipeline.data.parity import MAX_GAP_POINTS, frontal_gap_points, padded_gap_points
-from beauty_pipeline.data.quality import MAX_P, MIN_SMD, describe_parity, flat_metadata
+from beauty_pipeline.data.quality import (
+    MAX_P,
+    MIN_RELATIVE_GAP,
+    MIN_SMD,
+    describe_parity,
+    flat_metadata,
+)
 from beauty_pipeline.explain.verdict import THRESHOLDS
 
 MIN_TEST_ACCURACY = 0.6
@@ -28,7 +34,8 @@ DATASET_CHECKS = [
          f"{MAX_GAP_POINTS:g} points between the classes."),
     spec("quality_parity", "face_dataset",
          f"No source quality cue (face resolution, JPEG quality, sharpness, face share) separates "
-         f"the classes: |SMD| > {MIN_SMD:g} with person-level Mann-Whitney p < {MAX_P:g}."),
+         f"the classes: |SMD| > {MIN_SMD:g}, means {MIN_RELATIVE_GAP:.0%} apart and person-level "
+         f"Mann-Whitney p < {MAX_P:g}."),
 ]
 CLASSIFIER_CHECKS = [spec("above_chance", "classifier",
                           f"Final test accuracy is at least {MIN_TEST_ACCURACY:.0%} (chance is 50%).")]
@@ -93,6 +100,7 @@ def quality_parity(table: dict[str, dict], matched: bool) -> AssetCheckResult:
                             severity=AssetCheckSeverity.WARN,
                             description=(prefix + describe_parity(table))[:1000],
                             metadata={"match_quality": matched, "min_smd": MIN_SMD, "max_p": MAX_P,
+                                      "min_relative_gap": MIN_RELATIVE_GAP,
                                       "separating_cues": separating, **flat_metadata(table)})
 
 

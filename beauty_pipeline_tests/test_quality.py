@@ -15,6 +15,7 @@ from PIL import Image
 from beauty_pipeline.checks import quality_parity
 from beauty_pipeline.data.quality import (
     MAX_P,
+    MIN_RELATIVE_GAP,
     MIN_SMD,
     compare_cue,
     match_quality,
@@ -114,6 +115,10 @@ def test_class_comparison_numbers_on_a_known_sample():
     assert row["smd"] == pytest.approx(10 / spread)
     assert row["celebrity"]["persons"] == 10 and row["p_images"] < row["p_persons"] < MAX_P
     assert row["separates"] and abs(row["smd"]) > MIN_SMD
+    # a scale-free SMD on a near-constant cue: large, but the means are 1 % apart
+    row = compare_cue(frame([100.0] * 30, [99.0, 99.5] * 15, per_person=3), "face_px")
+    assert abs(row["smd"]) > MIN_SMD and row["p_persons"] < MAX_P
+    assert row["relative_gap"] == pytest.approx(0.75 / 100) and not row["separates"]
     # mirrored copies repeat their source: counted once
     mirrored = frame([1, 2, 3], [4, 5, 6]).assign(flipped=[False, False, True, False, False, False])
     assert compare_cue(mirrored, "face_px")["celebrity"]["n"] == 2
@@ -195,6 +200,9 @@ def test_match_quality_removes_a_planted_resolution_cue(planted):
     # ordinary faces below the median, and the sharpness cue goes below MIN_SMD
     assert abs(after["face_px"]["smd"]) < abs(before["face_px"]["smd"]) / 20
     assert abs(after["sharpness"]["smd"]) < MIN_SMD < abs(before["sharpness"]["smd"])
+    # what remains of face_px is under a pixel on average: below the 5 % gap floor, so it passes
+    assert after["face_px"]["relative_gap"] < MIN_RELATIVE_GAP
+    assert quality_parity(after, matched=True).passed
     # the minimum as target evens out face_px entirely; the faces resampled to it (all celebrity
     # ones) then read sharper than ordinary ones that were already upsampled once: a residual
     # the check still names
@@ -351,3 +359,72 @@ def test_face_dataset_records_cues_and_checks_them_with_and_without_matching(tmp
     assert (own.loc[~changed, "face_px"] < targets["face_px"] + 1).all()
     assert check.description.startswith("after match_quality: ")
     print(f"\ndemo quality cues: {table}\nmatched targets {targets}: {check.description}")
+
+
+def test_real_face_dataset_warns_and_match_quality_shrinks_the_resolution_cue(tmp_path,
+                                                                             yunet_model):
+    """Eight public figures' 112 px crops vs 160 FairFace images through the real graph, then
+    face_dataset again with match_quality: the numbers the README quotes."""
+    from dagster import AssetCheckKey, AssetKey, instance_for_test, materialize
+
+    from beauty_pipeline.definitions import defs
+    from beauty_pipeline.resources import (
+        DemoDataResource,
+        FacePreprocessing,
+        ManifestIOManager,
+        PhotoSourceResource,
+        StudyStorage,
+    )
+
+    crops = require_shared("data", "celebrity_crops_glint")
+    fairface = require_shared("data", "fairface_margin025")
+    people = pd.read_csv(crops / "labels.csv").drop_duplicates("identity").head(8)
+    ranking_csv = tmp_path / "ranking.csv"
+    pd.DataFrame({"name": people["identity"], "gender": people["gender"].map(
+        {"M": "male", "F": "female"}), "rank": range(1, len(people) + 1), "list": "test",
+        "year": 2024}).to_csv(ranking_csv, index=False)
+    resources = {**defs.resources, "io_manager": ManifestIOManager(root=str(tmp_path)),
+                 "storage": StudyStorage(root=str(tmp_path)),
+                 "photo_source": PhotoSourceResource(kind="local", local_dir=str(crops)),
+                 "demo_data": DemoDataResource(),
+                 "face_stage": FacePreprocessing(detector_model_path=str(yunet_model), workers=1)}
+    with instance_for_test() as instance:
+        def run(keys, partition=None, ops=None):
+            return materialize(list(defs.assets), selection=[AssetKey(k) for k in keys],
+                               instance=instance, resources=resources, partition_key=partition,
+                               run_config={"ops": ops or {}})
+
+        ranking = run(["ranking"], ops={"ranking": {"config": {"location": str(ranking_csv)}}})
+        persons = ranking.output_for_node("ranking")["person"].tolist()
+        instance.add_dynamic_partitions("person", persons)
+        for person in persons:
+            run(["celebrity_photos", "celebrity_faces"], person,
+                {"celebrity_faces": {"config": {"detector": "yunet"}}})
+        run(["fairface_faces"], ops={"fairface_faces": {"config": {
+            "source": "fairface", "fairface_dir": str(fairface), "limit": 160}}})
+        outcomes = {}
+        for matched in (False, True):
+            run(["face_dataset"], ops={"face_dataset": {"config": {"match_quality": matched}}})
+            metadata = instance.get_latest_materialization_event(
+                AssetKey("face_dataset")).asset_materialization.metadata
+            [check] = instance.event_log_storage.get_asset_check_execution_history(
+                AssetCheckKey(AssetKey("face_dataset"), "quality_parity"), limit=1)
+            outcomes[matched] = (metadata, check.event.dagster_event.event_specific_data)
+    (plain, check), (matched, after_check) = outcomes[False], outcomes[True]
+    before, after = plain["quality_by_class"].value, matched["quality_by_class"].value
+    targets = matched["match_quality_targets"].value
+    for name, table, result in (("as made", before, check), ("matched", after, after_check)):
+        print(f"\n{name}: quality_parity passed={result.passed}: {result.description}")
+        for cue, row in table.items():
+            print(f"  {cue}: celebrity median {row['celebrity']['median']} (n "
+                  f"{row['celebrity']['n']}), ordinary median {row['ordinary']['median']} (n "
+                  f"{row['ordinary']['n']}), SMD {row['smd']}, p persons {row['p_persons']}")
+    print(f"targets {targets}")
+    assert not check.passed and "face_px separates the classes" in check.description
+    assert before["face_px"]["smd"] < -5  # ~100 px vs ~200 px faces
+    assert 90 < targets["face_px"] < 115 and targets["jpeg_quality"] == 75
+    assert abs(after["face_px"]["smd"]) < abs(before["face_px"]["smd"]) / 5
+    assert after["jpeg_quality"]["celebrity"]["median"] == 75  # PNG crops re-encoded too
+    assert after_check.description.startswith("after match_quality: ")
+    assert not after["face_px"]["separates"] and not after["jpeg_quality"]["separates"]
+    assert "face_px" not in after_check.metadata["separating_cues"].value

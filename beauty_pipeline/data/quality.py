@@ -5,8 +5,11 @@ Cues (recorded per image by the face stage, vision/quality.py): face_px (pixels 
 in the source, before resampling), jpeg_quality (IJG estimate; NaN = lossless), sharpness
 (Laplacian variance at a fixed face scale) and face_share (face box area / frame area).
 
-A cue separates the classes when |SMD| > MIN_SMD and the two-sided Mann-Whitney U test on
-person-level means gives p < MAX_P. Images of one person are not independent (celebrities have
+A cue separates the classes when |SMD| > MIN_SMD, the class means differ by more than
+MIN_RELATIVE_GAP of the larger one, and the two-sided Mann-Whitney U test on person-level means
+gives p < MAX_P. The gap floor keeps a near-constant cue from being flagged for a scale-free SMD
+on a difference of a pixel or two (after match_quality one class sits exactly at the target and
+the other just below it). Images of one person are not independent (celebrities have
 dozens each), so the image-level p-value, also reported, is optimistic; the decision uses persons.
 Mann-Whitney because the cues are skewed (sharpness) or bounded (share, quality): ranks need no
 normality.
@@ -32,6 +35,7 @@ from beauty_pipeline.vision.quality import (
 
 MIN_SMD = 0.5   # |standardised mean difference|: Cohen's "medium" effect
 MAX_P = 0.01    # person-level Mann-Whitney U, two-sided
+MIN_RELATIVE_GAP = 0.05  # |mean difference| / larger |mean|: below this, no visible difference
 # match_quality's target: this quantile of each class, the lower class's value. The median (the
 # issue's choice) leaves the lower class's lower half below the target, which a wide class keeps
 # as a (smaller) cue; a lower quantile (0 = the minimum) evens out more at the cost of detail.
@@ -59,6 +63,14 @@ def mann_whitney_p(a: np.ndarray, b: np.ndarray) -> float:
     if len(a) == 0 or len(b) == 0 or np.unique(np.concatenate([a, b])).size < 2:
         return math.nan
     return float(mannwhitneyu(a, b, alternative="two-sided").pvalue)
+
+
+def relative_gap(a: float, b: float) -> float:
+    """|a - b| / max(|a|, |b|): 0 for equal means, NaN when either is unknown."""
+    if not (math.isfinite(a) and math.isfinite(b)):
+        return math.nan
+    larger = max(abs(a), abs(b))
+    return abs(a - b) / larger if larger else 0.0
 
 
 def _once(study: pd.DataFrame) -> pd.DataFrame:
@@ -90,7 +102,9 @@ def compare_cue(rows: pd.DataFrame, cue: str) -> dict:
     result["smd"] = standardised_mean_difference(celebrity, ordinary)
     result["p_images"] = mann_whitney_p(celebrity, ordinary)
     result["p_persons"] = mann_whitney_p(person_means["celebrity"], person_means["ordinary"])
+    result["relative_gap"] = relative_gap(result["celebrity"]["mean"], result["ordinary"]["mean"])
     result["separates"] = bool(result["measured"] and abs(result["smd"]) > MIN_SMD
+                               and result["relative_gap"] > MIN_RELATIVE_GAP
                                and result["p_persons"] < MAX_P)
     return result
 
@@ -120,8 +134,8 @@ def describe_parity(table: dict[str, dict]) -> str:
                   + " or ".join(n for n in CLASS_NAMES.values() if not table[cue][n]["n"]) + ")"
                   for cue, row in table.items() if not row["measured"]]
     if not parts:
-        parts.append(f"no quality cue separates the classes (|SMD| > {MIN_SMD:g} and person-level "
-                     f"p < {MAX_P:g})")
+        parts.append(f"no quality cue separates the classes (|SMD| > {MIN_SMD:g}, means "
+                     f"{MIN_RELATIVE_GAP:.0%} apart and person-level p < {MAX_P:g})")
     if unmeasured:
         parts.append("not compared: " + ", ".join(unmeasured))
     return "; ".join(parts)
@@ -140,7 +154,7 @@ def flat_metadata(table: dict[str, dict]) -> dict:
     """The table as flat check metadata: <cue>_smd, <cue>_p_persons, <cue>_<class>_median, ..."""
     flat = {}
     for cue, row in table.items():
-        for key in ("smd", "p_images", "p_persons", "separates"):
+        for key in ("smd", "relative_gap", "p_images", "p_persons", "separates"):
             flat[f"{cue}_{key}"] = row[key]
         for name in CLASS_NAMES.values():
             for key in ("n", "median", "mean"):
