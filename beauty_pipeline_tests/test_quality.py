@@ -412,6 +412,13 @@ def test_real_face_dataset_warns_and_match_quality_shrinks_the_resolution_cue(tm
             outcomes[matched] = (metadata, check.event.dagster_event.event_specific_data)
     (plain, check), (matched, after_check) = outcomes[False], outcomes[True]
     before, after = plain["quality_by_class"].value, matched["quality_by_class"].value
+    recorded = matched["quality_by_class_before_match"].value  # same split, same source images
+    for cue, row in before.items():
+        for name in ("celebrity", "ordinary"):
+            assert recorded[cue][name]["n"] == row[name]["n"]
+            assert recorded[cue][name]["median"] == pytest.approx(row[name]["median"])
+        assert recorded[cue]["smd"] == pytest.approx(row["smd"])
+    assert plain["quality_by_class_before_match"].value == {}
     targets = matched["match_quality_targets"].value
     for name, table, result in (("as made", before, check), ("matched", after, after_check)):
         print(f"\n{name}: quality_parity passed={result.passed}: {result.description}")

@@ -19,6 +19,7 @@ from beauty_pipeline.data.masks import masks_in_store
 from beauty_pipeline.data.parity import frontal_drop_rates, padded_share
 from beauty_pipeline.data.quality import (
     MATCH_QUANTILE,
+    as_before_match,
     finite_or_none,
     match_quality,
     quality_by_class,
@@ -99,7 +100,8 @@ def face_dataset(context: AssetExecutionContext, config: DatasetConfig,
     version = frame_digest(study, DATASET_COLUMNS)
     ordinary_test = study[(study["looks"] == 0) & (study["split"] == "test")]
     padded = padded_share(study)
-    quality = quality_by_class(study)
+    quality = quality_by_class(study)  # of what trains: after match_quality when it was used
+    before = quality_by_class(as_before_match(study)) if config.match_quality else {}
     sample = study.groupby("looks").head(6)
     yield Output(study, data_version=DataVersion(version), metadata={
         "dataset_version": version, "rows": len(study),
@@ -116,6 +118,7 @@ def face_dataset(context: AssetExecutionContext, config: DatasetConfig,
         "quality_by_class": MetadataValue.json(finite_or_none(quality)),
         "match_quality": config.match_quality,
         "match_quality_targets": MetadataValue.json(targets or {}),
+        "quality_by_class_before_match": MetadataValue.json(finite_or_none(before)),
         "persons_missing_faces": MetadataValue.json(missing),
         "study_label_csv": MetadataValue.path(str(labels_path)),
         "sample": image_strip_md([storage.images.load(k) for k in sample["image_key"]],

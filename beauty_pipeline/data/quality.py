@@ -245,6 +245,12 @@ def match_quality(faces: pd.DataFrame, store: ImageStore, quantile: float = MATC
     return faces, targets
 
 
+def as_before_match(study: pd.DataFrame) -> pd.DataFrame:
+    """The study set with each cue as the face stage measured it, before match_quality."""
+    return study.assign(**{cue: study[f"{cue}_before_match"] for cue in CUES
+                           if f"{cue}_before_match" in study})
+
+
 def quality_summary(study: pd.DataFrame) -> dict:
     """What the report states about a study set: matching used (and its targets), the cue table
     and the quality_parity outcome, all read back from the manifest itself."""
