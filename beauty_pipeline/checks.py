@@ -6,6 +6,13 @@ import pandas as pd
 from dagster import AssetCheckResult, AssetCheckSeverity, AssetCheckSpec
 
 from beauty_pipeline.data.parity import MAX_GAP_POINTS, frontal_gap_points, padded_gap_points
+from beauty_pipeline.data.quality import (
+    MAX_P,
+    MIN_RELATIVE_GAP,
+    MIN_SMD,
+    describe_parity,
+    flat_metadata,
+)
 from beauty_pipeline.explain.verdict import THRESHOLDS
 
 MIN_TEST_ACCURACY = 0.6
@@ -25,6 +32,10 @@ DATASET_CHECKS = [
     spec("padding_parity", "face_dataset",
          f"The shares of crops padded past the photo's border differ by at most "
          f"{MAX_GAP_POINTS:g} points between the classes."),
+    spec("quality_parity", "face_dataset",
+         f"No source quality cue (face resolution, JPEG quality, sharpness, face share) separates "
+         f"the classes: |SMD| > {MIN_SMD:g}, means {MIN_RELATIVE_GAP:.0%} apart and person-level "
+         f"Mann-Whitney p < {MAX_P:g}."),
 ]
 CLASSIFIER_CHECKS = [spec("above_chance", "classifier",
                           f"Final test accuracy is at least {MIN_TEST_ACCURACY:.0%} (chance is 50%).")]
@@ -79,6 +90,18 @@ def padding_parity(shares: dict[str, dict]) -> AssetCheckResult:
     return _class_parity("padding_parity", padded_gap_points(shares), shares,
                          "a class has no crops made here", "padded shares",
                          "padded borders could tell the classes apart")
+
+
+def quality_parity(table: dict[str, dict], matched: bool) -> AssetCheckResult:
+    """WARN when a quality cue of what trains tells the classes apart (data/quality.py)."""
+    separating = [cue for cue, row in table.items() if row["separates"]]
+    prefix = "after match_quality: " if matched else ""
+    return AssetCheckResult(check_name="quality_parity", passed=not separating,
+                            severity=AssetCheckSeverity.WARN,
+                            description=(prefix + describe_parity(table))[:1000],
+                            metadata={"match_quality": matched, "min_smd": MIN_SMD, "max_p": MAX_P,
+                                      "min_relative_gap": MIN_RELATIVE_GAP,
+                                      "separating_cues": separating, **flat_metadata(table)})
 
 
 def above_chance(test_accuracy: float) -> AssetCheckResult:

@@ -84,5 +84,6 @@ def test_fixed_metric_names_intervals_and_verdict_tag_reach_mlflow(audited):
     html = (plan.home / "outputs" / "report" / "study_report.html").read_text()
     assert "resnet18__original__accuracy_curves.png" in html
     for text in ("BG-gap", "mixed-same", "explain.verdict.decide",
-                 outputs(report, "original")["shortcut_audit"]["verdict"]):
+                 outputs(report, "original")["shortcut_audit"]["verdict"],
+                 "Quality matching: not used", "quality_parity: "):
         assert text in html

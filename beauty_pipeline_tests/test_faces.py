@@ -84,6 +84,19 @@ def test_kept_face_is_a_centred_300px_crop_in_the_manifest_schema(cases):
     assert (row["person"], row["looks"], row["source"]) == ("someone", 1, "local")
 
 
+def test_source_quality_cues_recorded_per_photo(cases):
+    store, photos, kept, report, _ = cases
+    (row,) = kept.to_dict("records")
+    assert np.isnan(row["jpeg_quality"])  # stored as PNG: lossless, not a JPEG estimate
+    assert report.loc["duplicate", "jpeg_quality"] == 85  # the copy re-encoded at quality 85
+    assert row["face_px"] == report.loc["kept", "face_px"] and 80 < row["face_px"] <= 224
+    height, width = store.load(photos["kept"]).shape[:2]
+    assert row["face_share"] == pytest.approx(min(row["face_px"], 224) ** 2 / (height * width),
+                                              rel=0.3)  # a face box of about face_px square
+    assert row["sharpness"] > 0 and report.loc["kept", "sharpness"] == row["sharpness"]
+    assert np.isnan(report.loc["garbage", "sharpness"]) and np.isnan(report.loc["blank", "face_px"])
+
+
 def test_study_mode_takes_ordinary_aligned_crops_as_they_are(cases, yunet_model):
     store, photos, _, _, _ = cases
     study = FaceConfig(detector_model_path=str(yunet_model), workers=1, preprocessing="study")
@@ -93,6 +106,7 @@ def test_study_mode_takes_ordinary_aligned_crops_as_they_are(cases, yunet_model)
     assert (report["drop_reason"] == "").all()  # no filter on the ordinary side, as in the study
     assert kept["image_key"].tolist() == rows["image_key"].tolist()  # not re-cropped
     assert set(kept["preprocessing"]) == {"as_is(study)"}
+    assert kept["face_px"].notna().all()  # as-is rows: measured on their face box too
     assert kept["age"].tolist() == ["20-29", "3-9"]
     celebrity, _ = process_photos(rows, store, study, looks=1, source="local")
     assert len(celebrity) == 1 and celebrity["preprocessing"].iloc[0].startswith("yunet_crop")

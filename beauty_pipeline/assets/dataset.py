@@ -13,9 +13,17 @@ from beauty_pipeline.checks import (
     frontal_filter_parity,
     no_identity_leakage,
     padding_parity,
+    quality_parity,
 )
 from beauty_pipeline.data.masks import masks_in_store
 from beauty_pipeline.data.parity import frontal_drop_rates, padded_share
+from beauty_pipeline.data.quality import (
+    MATCH_QUANTILE,
+    as_before_match,
+    finite_or_none,
+    match_quality,
+    quality_by_class,
+)
 from beauty_pipeline.data.split import SplitSettings, build_study_set, study_label_csv
 from beauty_pipeline.data.variants import VariantSettings, build_variant, variant_version
 from beauty_pipeline.partitions import background_partitions
@@ -41,6 +49,13 @@ class DatasetConfig(Config):
         default_factory=lambda: os.environ.get(FAIRFACE_CHECKPOINT_ENV, ""),
         description="The official FairFace checkpoint fairface_backbone loads, if any: it was "
                     "trained on FairFace train, so the ordinary test side is then FairFace val only")
+    match_quality: bool = Field(
+        default=False, description="Put both classes through the same degradation before the "
+        "split: faces resampled down to the lower class's face resolution, JPEG re-encoded at "
+        "the lower class's quality, each its match_quality_quantile (data/quality.py)")
+    match_quality_quantile: float = Field(
+        default=MATCH_QUANTILE, ge=0, le=1, description="Target = this quantile of the lower "
+        "class (0.5 median; lower it when quality_parity still warns after matching)")
 
 
 def duplicate_groups(faces: pd.DataFrame, threshold: int) -> pd.Series | None:
@@ -71,6 +86,9 @@ def face_dataset(context: AssetExecutionContext, config: DatasetConfig,
     faces = pd.concat([*celebrity, fairface_faces], ignore_index=True)
     frontal_rates = frontal_drop_rates(faces)
     faces = faces[faces["drop_reason"] == ""].reset_index(drop=True)
+    targets = None
+    if config.match_quality:
+        faces, targets = match_quality(faces, storage.images, config.match_quality_quantile)
     settings = SplitSettings(test_fraction=config.test_fraction, val_fraction=config.val_fraction,
                              seed=config.seed, flip_upsample=config.flip_upsample,
                              balance=config.balance,
@@ -82,6 +100,8 @@ def face_dataset(context: AssetExecutionContext, config: DatasetConfig,
     version = frame_digest(study, DATASET_COLUMNS)
     ordinary_test = study[(study["looks"] == 0) & (study["split"] == "test")]
     padded = padded_share(study)
+    quality = quality_by_class(study)  # of what trains: after match_quality when it was used
+    before = quality_by_class(as_before_match(study)) if config.match_quality else {}
     sample = study.groupby("looks").head(6)
     yield Output(study, data_version=DataVersion(version), metadata={
         "dataset_version": version, "rows": len(study),
@@ -95,6 +115,10 @@ def face_dataset(context: AssetExecutionContext, config: DatasetConfig,
         "fairface_checkpoint": os.path.basename(config.fairface_checkpoint),
         "ordinary_test_fairface_splits": fairface_split_counts(ordinary_test),
         "padded_crops": MetadataValue.json(padded),
+        "quality_by_class": MetadataValue.json(finite_or_none(quality)),
+        "match_quality": config.match_quality,
+        "match_quality_targets": MetadataValue.json(targets or {}),
+        "quality_by_class_before_match": MetadataValue.json(finite_or_none(before)),
         "persons_missing_faces": MetadataValue.json(missing),
         "study_label_csv": MetadataValue.path(str(labels_path)),
         "sample": image_strip_md([storage.images.load(k) for k in sample["image_key"]],
@@ -103,6 +127,7 @@ def face_dataset(context: AssetExecutionContext, config: DatasetConfig,
     yield no_identity_leakage(study)
     yield frontal_filter_parity(frontal_rates)
     yield padding_parity(padded)
+    yield quality_parity(quality, config.match_quality)
 
 
 class VariantConfig(Config):

@@ -1,8 +1,10 @@
 """Group report: every partition side by side in one HTML page."""
 
+import pandas as pd
 from dagster import AssetExecutionContext, MetadataValue, Output, asset
 
 from beauty_pipeline.assets.common import CODE_VERSION, ON_INPUTS_CHANGED
+from beauty_pipeline.data.quality import quality_summary
 from beauty_pipeline.explain.plots import figure_name, plot_accuracy_curves
 from beauty_pipeline.report.html import render_report, summary_markdown
 from beauty_pipeline.resources import MlflowTracking, StudyStorage
@@ -28,8 +30,8 @@ def partition_report(classifier: dict, cam: dict | None, audit: dict | None, mlf
 
 @asset(group_name="report", code_version=CODE_VERSION, automation_condition=ON_INPUTS_CHANGED)
 def study_report(context: AssetExecutionContext, classifier: dict[str, dict], gradcam: dict[str, dict],
-                 shortcut_audit: dict[str, dict], storage: StudyStorage,
-                 mlflow_tracking: MlflowTracking) -> Output[dict]:
+                 shortcut_audit: dict[str, dict], face_dataset: pd.DataFrame,
+                 storage: StudyStorage, mlflow_tracking: MlflowTracking) -> Output[dict]:
     """Per-epoch tables, heatmap grid, verdicts and every audit figure with its interval."""
     mlflow_ui = mlflow_tracking.tracking_uri if mlflow_tracking.tracking_uri.startswith("http") else ""
     parts = [partition_report(result, gradcam.get(key), shortcut_audit.get(key), mlflow_ui)
@@ -41,7 +43,10 @@ def study_report(context: AssetExecutionContext, classifier: dict[str, dict], gr
             plot_accuracy_curves(part["epochs"], figures / name, f"{part['model']} / {part['background']}"))}
     if not parts:
         raise ValueError("no classifier partition has been materialized yet")
-    html = render_report(parts, storage.folder("outputs", "report"))
+    dataset = quality_summary(face_dataset)  # whether quality matching was used, cue table
+    html = render_report(parts, storage.folder("outputs", "report"), dataset=dataset)
     return Output({"html": str(html), "partitions": len(parts)},
                   metadata={"report": MetadataValue.path(str(html)), "partitions": len(parts),
-                            "summary": MetadataValue.md(summary_markdown(parts))})
+                            "match_quality": dataset["match_quality"],
+                            "quality_parity_passed": dataset["passed"],
+                            "summary": MetadataValue.md(summary_markdown(parts, dataset))})

@@ -21,6 +21,11 @@ FACE_COLUMNS = {
     "face_mask_key": "str",      # exact face mask (synthetic data) or ""
     "person_mask_key": "str",    # exact foreground mask (synthetic data) or ""
     "preprocessing": "str",      # which crop/filter pipeline produced the image
+    # source quality cues (vision/quality.py); NaN when not measured, jpeg_quality NaN = lossless
+    "face_px": "float64",        # pixels across the face in the source, before resampling
+    "jpeg_quality": "float64",   # IJG quality estimate of the source file
+    "sharpness": "float64",      # Laplacian variance of the face at a fixed 64 px scale
+    "face_share": "float64",     # face box area / source frame area
 }
 
 FAIRFACE_AGES = ("0-2", "3-9", "10-19", "20-29", "30-39", "40-49", "50-59", "60-69", "more than 70")

@@ -17,6 +17,7 @@ from beauty_pipeline.demo.synthetic import (
     person_name,
 )
 from beauty_pipeline.storage import ImageStore, encode_png, sha256_bytes
+from beauty_pipeline.vision.quality import image_cues
 
 PREPROCESSING = "synthetic: rendered at final size, exact face and person masks"
 
@@ -44,6 +45,7 @@ def face_record(store: ImageStore, face: DemoFace, who: Identity, person: str,
         "face_mask_key": store.put_array(face.face_mask),
         "person_mask_key": store.put_array(face.person_mask),
         "preprocessing": PREPROCESSING,
+        **image_cues(None, face.image, face.face_box),  # stored as PNG: no JPEG quality
     }
 
 

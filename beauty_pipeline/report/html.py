@@ -219,6 +219,55 @@ def _rule() -> str:
         "and are reported in the audit's metadata, not used by the verdict.</p>")
 
 
+QUALITY_CUE_TITLES = {"face_px": "face resolution (px)", "jpeg_quality": "JPEG quality",
+                      "sharpness": "sharpness", "face_share": "face share of frame"}
+
+
+def quality_matching_text(dataset: Mapping) -> str:
+    """Whether match_quality was used, with its targets: the sentence both renderings share."""
+    if not dataset.get("match_quality"):
+        return "Quality matching: not used (images as the face stage made them)."
+    px, q = dataset.get("target_face_px"), dataset.get("target_jpeg_quality")
+    resample = f"faces resampled down to {px:.0f} px across" if _finite(px) else \
+        "no resampling (no face resolution measured)"
+    encode = f"JPEG re-encoded at quality {q:.0f}" if _finite(q) else \
+        "no re-encoding (no JPEG source)"
+    quantile = dataset.get("quantile")
+    which = f" (quantile {quantile:g} of the lower class)" if _finite(quantile) else ""
+    return f"Quality matching: used, both classes alike{which}: {resample}; {encode}."
+
+
+def quality_parity_text(dataset: Mapping) -> str:
+    return (f"quality_parity: {'PASS' if dataset.get('passed') else 'WARN'}: "
+            f"{dataset.get('description', '')}")
+
+
+def _quality_section(dataset: Mapping | None) -> str:
+    """Per-class source quality cues of the study set, and whether they were matched."""
+    if dataset is None:
+        return ""
+    head = ("cue", "celebrity median (n)", "ordinary median (n)", "SMD", "p persons", "p images",
+            "separates")
+    rows = []
+    for cue, row in dataset.get("table", {}).items():
+        cells = [QUALITY_CUE_TITLES.get(cue, cue),
+                 f"{_num(row['celebrity']['median'])} ({row['celebrity']['n']})",
+                 f"{_num(row['ordinary']['median'])} ({row['ordinary']['n']})",
+                 _num(row["smd"], 2), _p(row["p_persons"]), _p(row["p_images"]),
+                 "yes" if row["separates"] else "no"]
+        rows.append("<tr>" + "".join(f"<td>{escape(c)}</td>" for c in cells) + "</tr>")
+    header = "".join(f"<th>{escape(h)}</th>" for h in head)
+    return (f"<h2>Preprocessing: source quality cues</h2>"
+            f"<p>{escape(quality_matching_text(dataset))}</p>"
+            f"<p>{escape(quality_parity_text(dataset))}</p>"
+            f'<table id="quality-cues"><thead><tr>{header}</tr></thead>'
+            f"<tbody>{''.join(rows)}</tbody></table>")
+
+
+def _p(value: float | None) -> str:
+    return f"{value:.2g}" if _finite(value) else "–"
+
+
 def _parts(partitions: Sequence[Mapping | PartitionReport]) -> list[PartitionReport]:
     return sorted((p if isinstance(p, PartitionReport) else PartitionReport.from_dict(p)
                    for p in partitions), key=_order)
@@ -228,8 +277,10 @@ def render_report(
     partitions: Sequence[Mapping | PartitionReport],
     out_dir: Path,
     title: str = "Study report: faces or shortcuts?",
+    dataset: Mapping | None = None,
 ) -> Path:
-    """Write out_dir/study_report.html (+ figures/) for every partition and return its path."""
+    """Write out_dir/study_report.html (+ figures/) for every partition and return its path;
+    `dataset` (data.quality.quality_summary) adds the study set's quality cues and matching."""
     parts = _parts(partitions)
     keys = [(p.model, p.background) for p in parts]
     if len(set(keys)) != len(keys):
@@ -241,7 +292,7 @@ def render_report(
     flagged = sum(p.verdict not in (None, "face", "chance", "inconclusive") for p in parts)
     body = (f"<h1>{escape(title)}</h1>"
             f"<p>{len(parts)} partitions; {flagged} with a named shortcut family.</p>{_rule()}"
-            f"<h2>Faces or shortcuts</h2>{_summary_table(parts)}"
+            f"<h2>Faces or shortcuts</h2>{_summary_table(parts)}{_quality_section(dataset)}"
             f"<h2>Class-average contrastive Grad-CAM (celebrity | ordinary)</h2>"
             f"{_heatmap_grid(parts, figures, out_dir)}"
             f"<h2>Per-epoch accuracy</h2>"
@@ -259,7 +310,8 @@ def _md_cell(text: str) -> str:
     return re.sub(r"([\\`*_\[\]()!|#~])", r"\\\1", text)
 
 
-def summary_markdown(partitions: Sequence[Mapping | PartitionReport]) -> str:
+def summary_markdown(partitions: Sequence[Mapping | PartitionReport],
+                     dataset: Mapping | None = None) -> str:
     """The summary table as Markdown, for the report asset's materialization metadata."""
     names = ("acc_original", "acc_face_only", "bg_gap", "family_quality_drop",
              "family_geometry_drop", "family_colour_drop", "face_mass")
@@ -269,4 +321,7 @@ def summary_markdown(partitions: Sequence[Mapping | PartitionReport]) -> str:
         cells = [p.model, p.background, p.verdict or "not audited",
                  *(p.with_interval(n) for n in names)]
         lines.append("| " + " | ".join(_md_cell(c) for c in cells) + " |")
+    if dataset is not None:
+        lines += ["", _md_cell(quality_matching_text(dataset)), "",
+                  _md_cell(quality_parity_text(dataset))]
     return "\n".join(lines)

@@ -22,12 +22,13 @@ from beauty_pipeline.vision.dedup import near_duplicate_groups, phash
 from beauty_pipeline.vision.detection import Face, FaceDetector
 from beauty_pipeline.vision.headpose import HeadPose, HopeNetPose, pose_from_landmarks
 from beauty_pipeline.vision.orientation import DEFAULT_MAX_ROLL, is_upright, landmark_roll
+from beauty_pipeline.vision.quality import CUES, image_cues
 
 DROP_REASONS = ("", "undecodable", "no_face", "several_faces", "too_small", "non_frontal",
                 "not_upright", "near_duplicate")
 REPORT_COLUMNS = ["row_id", "source_key", "person", "drop_reason", "detail", "n_faces",
                   "det_score", "face_px", "yaw", "pitch", "roll", "pad_fraction", "image_key",
-                  "phash"]
+                  "phash", "jpeg_quality", "sharpness", "face_share"]
 LABEL_COLUMNS = ("person", "looks", "age", "gender", "race", "source")
 
 
@@ -96,7 +97,8 @@ def _empty_result(row_id, key: str) -> dict:
     return {"row_id": row_id, "source_key": key, "drop_reason": "", "detail": "", "n_faces": 0,
             "det_score": np.nan, "face_px": np.nan, "yaw": np.nan, "pitch": np.nan,
             "roll": np.nan, "pad_fraction": np.nan, "image_key": "", "phash": "", "face_box": None,
-            "face_region_source": ""}
+            "face_region_source": "", "jpeg_quality": np.nan, "sharpness": np.nan,
+            "face_share": np.nan}
 
 
 def _pose(face: Face, image: np.ndarray, hopenet: HopeNetPose | None) -> HeadPose:
@@ -110,19 +112,23 @@ def _process_one(row_id, key: str, as_is: bool, store: ImageStore, config: FaceC
     """Everything for one photo except near-duplicates, which need the whole set."""
     result = _empty_result(row_id, key)
     try:
-        image, _ = decode_image(store.read_verified(key), config.max_pixels)
+        data = store.read_verified(key)
+        image, _ = decode_image(data, config.max_pixels)
         faces = detector.detect(image)
     except (OSError, ImageDecodeError, cv2.error) as error:
         return {**result, "drop_reason": "undecodable", "detail": str(error)}
     result["n_faces"] = len(faces)
+    height, width = image.shape[:2]
+    # quality cues of the source, on the face box the crop (or the as-is image) is built around
+    measured_box = faces[0].box if faces else _aligned_prior(width, height) if as_is else None
+    result.update(image_cues(data, image, measured_box))
     if faces:
         face = faces[0]
         pose = _pose(face, image, hopenet)
-        result.update(det_score=face.score, face_px=face.side, yaw=pose.yaw, pitch=pose.pitch,
+        result.update(det_score=face.score, yaw=pose.yaw, pitch=pose.pitch,
                       roll=pose.roll if hopenet is not None else landmark_roll(face.landmarks))
     if as_is:
         # The study's ordinary class: the aligned crop unchanged, face box from detection if any.
-        height, width = image.shape[:2]
         box = faces[0].box if faces else _aligned_prior(width, height)
         return {**result, "image_key": key, "phash": phash(image), "face_box": box,
                 "face_region_source": "detection" if faces else "aligned_prior",
@@ -263,7 +269,7 @@ def _kept_faces(frame: pd.DataFrame, results: pd.DataFrame, config: FaceConfig,
         "phash": done["phash"], "yaw": done["yaw"], "pitch": done["pitch"], "roll": done["roll"],
         "pad_fraction": done["pad_fraction"].astype(float),
         "det_score": done["det_score"], "source_key": done["source_key"],
-        "row_id": done["row_id"],
+        "row_id": done["row_id"], **{cue: done[cue].astype(float) for cue in CUES},
     })
     faces["looks"] = faces["looks"].astype("int64")
     for column in ("person", "age", "gender", "race", "source"):
