@@ -5,6 +5,7 @@ import math
 import pandas as pd
 from dagster import AssetCheckResult, AssetCheckSeverity, AssetCheckSpec
 
+from beauty_pipeline.data.demographics import ATTRIBUTES, MAX_MIX_GAP_POINTS, mix_gap_points
 from beauty_pipeline.data.parity import MAX_GAP_POINTS, frontal_gap_points, padded_gap_points
 from beauty_pipeline.explain.verdict import THRESHOLDS
 
@@ -25,6 +26,10 @@ DATASET_CHECKS = [
     spec("padding_parity", "face_dataset",
          f"The shares of crops padded past the photo's border differ by at most "
          f"{MAX_GAP_POINTS:g} points between the classes."),
+    spec("attribute_mix_parity", "face_dataset",
+         f"The classes' gender, age-group and race mixes differ by at most {MAX_MIX_GAP_POINTS:g} "
+         "points (total variation distance); an attribute unknown for a class is not compared, "
+         "and the description names it."),
 ]
 CLASSIFIER_CHECKS = [spec("above_chance", "classifier",
                           f"Final test accuracy is at least {MIN_TEST_ACCURACY:.0%} (chance is 50%).")]
@@ -79,6 +84,21 @@ def padding_parity(shares: dict[str, dict]) -> AssetCheckResult:
     return _class_parity("padding_parity", padded_gap_points(shares), shares,
                          "a class has no crops made here", "padded shares",
                          "padded borders could tell the classes apart")
+
+
+def attribute_mix_parity(mix: dict[str, dict]) -> AssetCheckResult:
+    """WARN when a demographic attribute's mix differs between the classes: a shortcut by proxy."""
+    gaps = {a: mix_gap_points(mix, a) for a in ATTRIBUTES}
+    wide = [a for a, g in gaps.items() if g is not None and g > MAX_MIX_GAP_POINTS]
+    parts = [f"{a}: {g:.1f} points" if g is not None else f"{a}: not compared (unknown for a class)"
+             for a, g in gaps.items()]
+    message = "; ".join(parts) + (f" - {', '.join(wide)} could tell the classes apart" if wide
+                                  else "")
+    return AssetCheckResult(check_name="attribute_mix_parity", passed=not wide,
+                            severity=AssetCheckSeverity.WARN, description=message,
+                            metadata={"max_gap_points": MAX_MIX_GAP_POINTS,
+                                      "not_compared": [a for a, g in gaps.items() if g is None],
+                                      **{f"{a}_gap_points": g for a, g in gaps.items()}})
 
 
 def above_chance(test_accuracy: float) -> AssetCheckResult:
