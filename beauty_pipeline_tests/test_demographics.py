@@ -134,18 +134,18 @@ def test_matching_records_shortfalls_and_falls_back():
 
 def test_mix_check_warns_on_one_ethnicity_vs_everyone_and_passes_when_matched():
     faces = one_ethnicity_vs_everyone()
-    warned = attribute_mix_parity(attribute_mix(faces))
+    warned = attribute_mix_parity({"all": attribute_mix(faces)})
     assert not warned.passed and warned.severity.value == "WARN"
     assert "race:" in warned.description and "could tell the classes apart" in warned.description
     race_gap = warned.metadata["race_gap_points"].value
     white = (faces.loc[faces["looks"] == 0, "race"] == "White").mean()
     assert race_gap == pytest.approx(100 * (1 - white))
     matched = match_ordinary(faces, ("gender", "age", "race"), seed=0).faces
-    passed = attribute_mix_parity(attribute_mix(matched))
+    passed = attribute_mix_parity({"all": attribute_mix(matched)})
     assert passed.passed and passed.metadata["not_compared"].value == []
     # race unknown for celebrities: not compared, and the description says so
-    unknown = attribute_mix_parity(attribute_mix(matched.assign(
-        race=np.where(matched["looks"] == 1, "", matched["race"]))))
+    unknown = attribute_mix_parity({"all": attribute_mix(matched.assign(
+        race=np.where(matched["looks"] == 1, "", matched["race"])))})
     assert "race: not compared" in unknown.description
     assert unknown.metadata["not_compared"].value == ["race"]
 
@@ -319,4 +319,42 @@ def test_face_dataset_estimates_matches_and_checks_through_the_graph(tmp_path):
     mix = metadata["attribute_mix"].value
     assert mix["celebrity"]["gender"]["shares"] == mix["ordinary"]["gender"]["shares"]
     assert check.passed or "could tell the classes apart" in check.description
-    assert "gender: 0.0 points" in check.description
+    assert "gender: 0.0 points" in check.description  # in the whole set and every split
+    assert check.metadata["gender_gap_points_test"].value == 0.0
+
+
+def test_strata_fall_back_to_coarser_attributes_when_few_rows_share_a_stratum():
+    records = []
+    for i in range(8):  # every celebrity White, every ordinary Black: no race stratum is shared
+        records.append({"person": f"c{i}", "looks": 1, "gender": FAIRFACE_GENDERS[i % 2],
+                        "age": "20-29", "race": "White"})
+        records.append({"person": f"o{i}", "looks": 0, "gender": FAIRFACE_GENDERS[i % 2],
+                        "age": "20-29", "race": "Black"})
+    test = pd.DataFrame(records)
+    correct = np.where(test["looks"] == 1, 1.0, 0.5)
+    boot = IdentityBootstrap(test["person"], test["looks"], seed=0, replicates=200)
+    result = strata_accuracy(test, correct, boot)
+    assert result["strata_attributes"] == "gender+age" and result["matched_strata"] == 2
+    assert result["acc_matched_strata"] == pytest.approx(0.75)
+    assert result["acc_gender_male"] == pytest.approx(0.75)
+
+
+def test_report_shows_mix_and_strata_accuracy(tmp_path):
+    from beauty_pipeline.report.html import render_report
+
+    frame = pd.DataFrame(rows(1, "a", 3, "Male", "20-29", "White")
+                         + rows(0, "o", 1, "Female", "20-29", "Black")
+                         + rows(0, "p", 2, "Male", "20-29", "Black"))
+    part = {"model": "resnet18", "background": "original", "attribute_mix": attribute_mix(frame),
+            "strata": [{"stratum": "Male|20-29", "celebrity": 3, "ordinary": 2, "matched": True,
+                        "accuracy": 0.8}, {"stratum": "<i>odd", "celebrity": 0, "ordinary": 1,
+                                           "matched": False, "accuracy": 1.0}],
+            "strata_attributes": "gender+age",
+            "metrics": {"acc_matched_strata": 0.8, "acc_matched_strata_ci_low": 0.6,
+                        "acc_matched_strata_ci_high": 0.9, "acc_gender_male": 0.8,
+                        "matched_strata_share": 0.83}}
+    html = render_report([part], tmp_path).read_text()
+    assert "Demographics of the test set" in html
+    assert "Male 67%, Female 33%" in html and "White 100%" in html
+    assert "0.800 [0.60, 0.90]" in html and "Male: 0.800" in html
+    assert "&lt;i&gt;odd" in html and "<i>odd" not in html

@@ -90,7 +90,7 @@ def face_dataset(context: AssetExecutionContext, config: DatasetConfig,
     built: dict = {}
     study = build_study_set(faces, storage.images, settings,
                             duplicate_groups(faces, config.dedup_threshold), built)
-    mix = demographics.attribute_mix(study)
+    mixes = demographics.mix_by_split(study)
     labels_path = storage.folder("outputs", "face_dataset") / "labels.csv"
     atomic_write_bytes(labels_path, study_label_csv(study).to_csv(index=False).encode())
     version = frame_digest(study, DATASET_COLUMNS)
@@ -110,7 +110,9 @@ def face_dataset(context: AssetExecutionContext, config: DatasetConfig,
         "ordinary_test_fairface_splits": fairface_split_counts(ordinary_test),
         "padded_crops": MetadataValue.json(padded),
         "persons_missing_faces": MetadataValue.json(missing),
-        "attribute_mix": MetadataValue.json(mix), "celebrity_attribute_estimates": estimates,
+        "attribute_mix": MetadataValue.json(mixes["all"]),
+        "attribute_mix_test": MetadataValue.json(mixes.get("test", {})),
+        "celebrity_attribute_estimates": estimates,
         "demographic_matching": MetadataValue.json(
             built.get("demographic_matching", {"mode": "none"})),
         "study_label_csv": MetadataValue.path(str(labels_path)),
@@ -120,7 +122,7 @@ def face_dataset(context: AssetExecutionContext, config: DatasetConfig,
     yield no_identity_leakage(study)
     yield frontal_filter_parity(frontal_rates)
     yield padding_parity(padded)
-    yield attribute_mix_parity(mix)
+    yield attribute_mix_parity(mixes)
 
 
 class VariantConfig(Config):

@@ -26,6 +26,9 @@ MATCH_MODES = {"none": (), "gender": ("gender",), "gender_age_race": ("gender", 
 MAX_MIX_GAP_POINTS = 10.0
 # The matching falls back to a coarser stratification below this share of celebrity rows kept.
 MIN_KEPT_CELEBRITY = 0.5
+# Accuracy within strata uses the finest stratification whose shared strata hold this share of
+# the test rows (else the coarsest): finer strata that few rows share say little.
+MIN_MATCHED_SHARE = 0.5
 ESTIMATE_IMAGE_SIZE = 224  # the official FairFace model's input size
 _GENDER_WORDS = {"male": "Male", "m": "Male", "man": "Male", "female": "Female", "f": "Female",
                  "woman": "Female"}
@@ -144,6 +147,18 @@ def attribute_mix(frame: pd.DataFrame) -> dict[str, dict]:
                 entry[attribute]["mean_confidence"] = float(rows[f"{attribute}_confidence"].mean())
         mix[name] = entry
     return mix
+
+
+def mix_by_split(study: pd.DataFrame) -> dict[str, dict]:
+    """The attribute mix of the whole set ('all') and of each split: test is where accuracy is
+    measured, and an identity-grouped split can skew it while the whole set looks even."""
+    mixes = {"all": attribute_mix(study)}
+    if "split" in study:
+        for split in ("train", "val", "test"):
+            part = study[study["split"] == split]
+            if len(part):
+                mixes[split] = attribute_mix(part)
+    return mixes
 
 
 def mix_gap_points(mix: dict[str, dict], attribute: str) -> float | None:
@@ -283,8 +298,15 @@ def strata_accuracy(rows: pd.DataFrame, correct: np.ndarray, boot) -> dict:
         if select[labels == 1].any() and select[labels == 0].any():
             result.update(boot.mean(correct, select).as_metrics(f"acc_gender_{gender.lower()}"))
     attributes = tuple(a for a in ATTRIBUTES if known(rows, a).all())
-    keys = stratum_keys(rows, attributes) if attributes else pd.Series("", index=rows.index)
-    weights = strata_weights(keys, labels)
+    keys, weights = pd.Series("", index=rows.index), np.zeros(len(rows))
+    for n in range(len(attributes), 0, -1):  # finest strata that still cover enough test rows
+        keys = stratum_keys(rows, attributes[:n])
+        weights = strata_weights(keys, labels)
+        if (weights > 0).mean() >= MIN_MATCHED_SHARE:
+            attributes = attributes[:n]
+            break
+    else:
+        attributes = attributes[:1]
     result["strata_attributes"] = "+".join(attributes) or "none"
     result["matched_strata_share"] = float((weights > 0).mean()) if len(weights) else 0.0
     result["matched_strata"] = int(keys[weights > 0].nunique())
