@@ -358,3 +358,19 @@ def test_report_shows_mix_and_strata_accuracy(tmp_path):
     assert "Male 67%, Female 33%" in html and "White 100%" in html
     assert "0.800 [0.60, 0.90]" in html and "Male: 0.800" in html
     assert "&lt;i&gt;odd" in html and "<i>odd" not in html
+
+
+def test_weighted_mean_with_equal_weights_is_the_mean_and_mode_names_are_checked():
+    from pydantic import ValidationError
+
+    from beauty_pipeline.assets.dataset import DatasetConfig
+
+    labels = np.array([0, 0, 1, 1, 1, 0])
+    values = np.array([1.0, 0.0, 1.0, 1.0, 0.0, 1.0])
+    boot = IdentityBootstrap(["a", "b", "c", "d", "e", "f"], labels, seed=3, replicates=500)
+    assert boot.weighted_mean(values, np.full(6, 2.0)) == boot.mean(values)
+    weighted = boot.weighted_mean(values, np.array([1, 1, 1, 1, 1, 0.0]))
+    assert weighted == boot.mean(values, np.array([True] * 5 + [False]))
+    assert DatasetConfig().match_demographics == "none"
+    with pytest.raises(ValidationError, match="match_demographics"):
+        DatasetConfig(match_demographics="race")
