@@ -312,7 +312,8 @@ def test_face_dataset_estimates_matches_and_checks_through_the_graph(tmp_path):
     celebrity = study[study["looks"] == 1]
     assert metadata["celebrity_attribute_estimates"].value == "made"
     assert celebrity["age_estimate"].isin(FAIRFACE_AGES).all()
-    assert ((celebrity["race_confidence"] > 1 / 7) & (celebrity["race_confidence"] <= 1)).all()
+    assert ((celebrity["race_confidence"] > 0) & (celebrity["race_confidence"] <= 1)).all()
+    assert (celebrity.groupby("person")["race_estimate"].nunique() == 1).all()  # pooled
     assert (celebrity["gender_source"] == "label").all()  # the demo's own labels win
     matching = metadata["demographic_matching"].value
     assert matching["matched_on"] == ["gender"] and matching["celebrity_rows_kept"] >= 0.5
@@ -374,3 +375,18 @@ def test_weighted_mean_with_equal_weights_is_the_mean_and_mode_names_are_checked
     assert DatasetConfig().match_demographics == "none"
     with pytest.raises(ValidationError, match="match_demographics"):
         DatasetConfig(match_demographics="race")
+
+
+def test_race_pooled_per_person_by_summed_confidence():
+    from beauty_pipeline.data.demographics import pool_by_person
+
+    estimates = pd.DataFrame({"race_estimate": ["White", "Indian", "Indian", "Black"],
+                              "race_confidence": [0.9, 0.4, 0.4, 0.6],
+                              "age_estimate": ["20-29", "30-39", "20-29", "3-9"],
+                              "age_confidence": [0.5, 0.6, 0.7, 0.8]})
+    pooled = pool_by_person(estimates, ["a", "a", "a", "b"])
+    # a: White 0.9 vs Indian 0.8 -> White, confidence 0.9 / 3 photos; b keeps its one photo
+    assert pooled["race_estimate"].tolist() == ["White", "White", "White", "Black"]
+    np.testing.assert_allclose(pooled["race_confidence"], [0.3, 0.3, 0.3, 0.6])
+    pd.testing.assert_frame_equal(pooled[["age_estimate", "age_confidence"]],
+                                  estimates[["age_estimate", "age_confidence"]])

@@ -101,6 +101,25 @@ def estimate_attributes(model, images: np.ndarray, batch_size: int = 64,
     return pd.DataFrame(out)
 
 
+def pool_by_person(estimates: pd.DataFrame, persons, attributes: tuple[str, ...] = ("race",)
+                   ) -> pd.DataFrame:
+    """One value per person for attributes a person keeps across photos (race): the value with
+    the largest summed confidence, its confidence that sum over the person's photos."""
+    estimates = estimates.copy()
+    persons = pd.Series(np.asarray(persons).astype(str), index=estimates.index)
+    for attribute in attributes:
+        votes = estimates.groupby([persons, estimates[f"{attribute}_estimate"]])[
+            f"{attribute}_confidence"].sum()
+        votes.index.names = ["person", "value"]
+        best = votes.sort_index().groupby(level="person").idxmax()
+        value = {person: key[1] for person, key in best.items()}
+        photos = persons.value_counts()
+        confidence = {person: votes[key] / photos[person] for person, key in best.items()}
+        estimates[f"{attribute}_estimate"] = persons.map(value)
+        estimates[f"{attribute}_confidence"] = persons.map(confidence).astype(float)
+    return estimates
+
+
 def with_estimates(faces: pd.DataFrame, estimates: pd.DataFrame, rows: np.ndarray,
                    attributes: tuple[str, ...] = ATTRIBUTES) -> pd.DataFrame:
     """Estimates stored for the given row positions; an attribute still unknown there takes its
@@ -335,8 +354,9 @@ def estimates_status(checkpoint: str) -> str:
 
 def estimate_celebrity_attributes(faces: pd.DataFrame, checkpoint: str, store, cache_dir,
                                   batch_size: int = 64) -> pd.DataFrame:
-    """Celebrity age group and race (gender too, kept beside the ranking's) from the official
-    FairFace checkpoint; only that file can serve here, the backbone trained here comes later."""
+    """Celebrity age group (per photo) and race (pooled per person) from the official FairFace
+    checkpoint; only that file can serve here, the backbone trained here comes later. Gender's
+    estimate is kept beside the ranking's."""
     from pathlib import Path
 
     from beauty_pipeline.training.backbone import load_official_backbone
@@ -350,4 +370,6 @@ def estimate_celebrity_attributes(faces: pd.DataFrame, checkpoint: str, store, c
     model = load_official_backbone(Path(checkpoint)).to(device)
     images = decoded_images(faces["image_key"].iloc[rows].tolist(), store, ESTIMATE_IMAGE_SIZE,
                             Path(cache_dir))
-    return with_estimates(faces, estimate_attributes(model, images, batch_size, device), rows)
+    estimates = estimate_attributes(model, images, batch_size, device)
+    estimates = pool_by_person(estimates, faces["person"].iloc[rows])
+    return with_estimates(faces, estimates, rows)
