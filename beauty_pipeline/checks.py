@@ -5,6 +5,7 @@ import math
 import pandas as pd
 from dagster import AssetCheckResult, AssetCheckSeverity, AssetCheckSpec
 
+from beauty_pipeline.data.demographics import ATTRIBUTES, MAX_MIX_GAP_POINTS, mix_gap_points
 from beauty_pipeline.data.parity import MAX_GAP_POINTS, frontal_gap_points, padded_gap_points
 from beauty_pipeline.data.quality import (
     MAX_P,
@@ -36,6 +37,10 @@ DATASET_CHECKS = [
          f"No source quality cue (face resolution, JPEG quality, sharpness, face share) separates "
          f"the classes: |SMD| > {MIN_SMD:g}, means {MIN_RELATIVE_GAP:.0%} apart and person-level "
          f"Mann-Whitney p < {MAX_P:g}."),
+    spec("attribute_mix_parity", "face_dataset",
+         f"The classes' gender, age-group and race mixes differ by at most {MAX_MIX_GAP_POINTS:g} "
+         "points (total variation distance) in the whole set and in every split; an attribute "
+         "unknown for a class is not compared, and the description names it."),
 ]
 CLASSIFIER_CHECKS = [spec("above_chance", "classifier",
                           f"Final test accuracy is at least {MIN_TEST_ACCURACY:.0%} (chance is 50%).")]
@@ -102,6 +107,27 @@ def quality_parity(table: dict[str, dict], matched: bool) -> AssetCheckResult:
                             metadata={"match_quality": matched, "min_smd": MIN_SMD, "max_p": MAX_P,
                                       "min_relative_gap": MIN_RELATIVE_GAP,
                                       "separating_cues": separating, **flat_metadata(table)})
+
+
+def attribute_mix_parity(mixes: dict[str, dict]) -> AssetCheckResult:
+    """WARN when a demographic attribute's mix differs between the classes in the whole set or in
+    any split (mixes: name -> attribute_mix): a class told apart by proxy."""
+    gaps = {a: {name: mix_gap_points(mix, a) for name, mix in mixes.items()} for a in ATTRIBUTES}
+    worst = {a: max(((g, n) for n, g in by.items() if g is not None), default=None)
+             for a, by in gaps.items()}
+    wide = [a for a, w in worst.items() if w is not None and w[0] > MAX_MIX_GAP_POINTS]
+    parts = [f"{a}: {w[0]:.1f} points (worst: {w[1]})" if w is not None else
+             f"{a}: not compared (unknown for a class)" for a, w in worst.items()]
+    message = "; ".join(parts) + (f" - {', '.join(wide)} could tell the classes apart" if wide
+                                  else "")
+    return AssetCheckResult(check_name="attribute_mix_parity", passed=not wide,
+                            severity=AssetCheckSeverity.WARN, description=message,
+                            metadata={"max_gap_points": MAX_MIX_GAP_POINTS,
+                                      "not_compared": [a for a, w in worst.items() if w is None],
+                                      **{f"{a}_gap_points": None if w is None else w[0]
+                                         for a, w in worst.items()},
+                                      **{f"{a}_gap_points_{n}": g for a, by in gaps.items()
+                                         for n, g in by.items()}})
 
 
 def above_chance(test_accuracy: float) -> AssetCheckResult:

@@ -7,6 +7,7 @@ import os
 from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 
+from beauty_pipeline.data.demographics import MATCH_MODES
 from beauty_pipeline.errors import PipelineError
 from beauty_pipeline.resources.face_stage import YUNET_ENV
 from beauty_pipeline.settings import (
@@ -63,6 +64,12 @@ class StudyOptions:
     preprocessing: str = _opt("uniform", "uniform: FairFace through the same face stage; study: "
                                          "FairFace crops as-is, as the study did",
                               choices=PREPROCESSING)
+    match_quality: bool = _opt(False, "put both classes through the same degradation (face "
+                                      "resolution, JPEG quality) before the split")
+    match_demographics: str = _opt("none", "sample FairFace to the celebrities' mix per split: "
+                                           "gender (from the ranking) or gender_age_race (needs "
+                                           "--fairface-checkpoint for celebrity estimates)",
+                                   choices=tuple(MATCH_MODES))
     workers: int = _opt(0, "face-stage processes (0 = one per core)")
 
     def __post_init__(self):
@@ -92,7 +99,8 @@ class StudyOptions:
             value = getattr(self, name)
             if value < floor:
                 raise PipelineError(f"{name} = {value} is out of range: at least {floor}")
-        for name, allowed in (("segmenter", SEGMENTERS), ("preprocessing", PREPROCESSING)):
+        for name, allowed in (("segmenter", SEGMENTERS), ("preprocessing", PREPROCESSING),
+                              ("match_demographics", tuple(MATCH_MODES))):
             if getattr(self, name) not in allowed:
                 raise PipelineError(f"{name} = {getattr(self, name)!r}; choose from {allowed}")
 

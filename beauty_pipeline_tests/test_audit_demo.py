@@ -77,13 +77,18 @@ def test_fixed_metric_names_intervals_and_verdict_tag_reach_mlflow(audited):
             assert metrics[f"family_{family}_drop_ci_low"] <= metrics[f"family_{family}_drop"]
         for name in ("face_mass_celebrity", "face_mass_ordinary", "val_accuracy"):
             assert name in metrics
+        # accuracy within demographic strata (the demo labels every face's gender, age, race)
+        low, high = metrics["acc_matched_strata_ci_low"], metrics["acc_matched_strata_ci_high"]
+        assert low <= metrics["acc_matched_strata"] <= high
+        assert 0 < metrics["matched_strata_share"] <= 1
+        assert {"acc_gender_male", "acc_gender_female"} & set(metrics)
         assert run.data.tags["verdict"] == parts["shortcut_audit"]["verdict"]
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "gradcam")}
     assert {"gradcam/resnet18__random__class_average.png",
             "gradcam/resnet18__random__overlays.png"} <= artifacts
     html = (plan.home / "outputs" / "report" / "study_report.html").read_text()
     assert "resnet18__original__accuracy_curves.png" in html
-    for text in ("BG-gap", "mixed-same", "explain.verdict.decide",
+    for text in ("BG-gap", "mixed-same", "explain.verdict.decide", "Demographics of the test set",
                  outputs(report, "original")["shortcut_audit"]["verdict"],
                  "Quality matching: not used", "quality_parity: "):
         assert text in html

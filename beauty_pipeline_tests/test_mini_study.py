@@ -75,3 +75,28 @@ def test_split_has_no_person_and_no_near_duplicate_on_both_sides(mini_study):
         key = AssetCheckKey(AssetKey("face_dataset"), check)
         [record] = instance.event_log_storage.get_asset_check_execution_history(key, limit=1)
         assert record.event.dagster_event.event_specific_data.passed
+
+
+def test_celebrity_gender_from_the_ranking_and_mix_checked(mini_study):
+    instance, _, result = mini_study
+    study = result.output_for_node("face_dataset")
+    celebrities = study[study["looks"] == 1]
+    assert (celebrities["gender_source"] == "ranking").all()
+    per_person = celebrities.groupby("person")["gender"].agg(set)
+    assert (per_person.map(len) == 1).all()  # one gender per person, from the ranking row
+    genders = per_person.map(min).value_counts()
+    assert set(genders.index) == {"Male", "Female"} and genders.max() <= 12  # 12 M + 12 F listed
+    assert (celebrities["age_source"] == "unknown").all()  # no official checkpoint here
+    key = AssetCheckKey(AssetKey("face_dataset"), "attribute_mix_parity")
+    [record] = instance.event_log_storage.get_asset_check_execution_history(key, limit=1)
+    check = record.event.dagster_event.event_specific_data
+    print("\nattribute_mix_parity:", check.passed, check.description)
+    print("persons per gender:", genders.to_dict(), "rows per split, class, gender:",
+          study.groupby(["split", "looks", "gender"]).size().to_dict())
+    assert "age: not compared" in check.description and "race: not compared" in check.description
+    test = study[study["split"] == "test"]
+    female = test.groupby("looks")["gender"].apply(lambda g: (g == "Female").mean())
+    gap = 100 * abs(female[1] - female[0])  # two values: total variation = the share's gap
+    assert check.metadata["gender_gap_points_test"].value == pytest.approx(gap)
+    assert check.metadata["gender_gap_points"].value >= gap
+    assert check.passed == (check.metadata["gender_gap_points"].value <= 10)

@@ -108,11 +108,16 @@ def shortcut_audit(context: AssetExecutionContext, config: AuditConfig, classifi
                          "named_families": "+".join(result["named_families"]) or "none"})
         mlflow.log_dict({k: result[k] for k in ("probes", "class_profiles", "verdict_reasons")},
                         "audit/probes.json")
+        mlflow.log_dict({k: result[k] for k in ("attribute_mix", "strata", "strata_attributes")},
+                        "audit/demographics.json")
     yield Output(result, metadata={
         **numbers(result), "verdict": result["verdict"],
         "verdict_reasons": MetadataValue.md("\n".join(f"- {r}" for r in result["verdict_reasons"])),
         "probes": table_md(pd.DataFrame(result["probes"]).round(3), max_rows=30),
-        "class_profiles": MetadataValue.json(result["class_profiles"])})
+        "class_profiles": MetadataValue.json(result["class_profiles"]),
+        "strata_attributes": result["strata_attributes"],
+        "strata": table_md(pd.DataFrame(result["strata"]).round(3), max_rows=30),
+        "test_attribute_mix": MetadataValue.json(result["attribute_mix"])})
     yield background_shortcut(result)
     yield shortcut_verdict(result)
 

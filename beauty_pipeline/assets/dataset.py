@@ -9,12 +9,14 @@ from pydantic import Field
 from beauty_pipeline.assets.common import CODE_VERSION, ON_INPUTS_CHANGED, counts_by, image_strip_md
 from beauty_pipeline.checks import (
     DATASET_CHECKS,
+    attribute_mix_parity,
     class_balance,
     frontal_filter_parity,
     no_identity_leakage,
     padding_parity,
     quality_parity,
 )
+from beauty_pipeline.data import demographics
 from beauty_pipeline.data.masks import masks_in_store
 from beauty_pipeline.data.parity import frontal_drop_rates, padded_share
 from beauty_pipeline.data.quality import (
@@ -56,6 +58,10 @@ class DatasetConfig(Config):
     match_quality_quantile: float = Field(
         default=MATCH_QUANTILE, ge=0, le=1, description="Target = this quantile of the lower "
         "class (0.5 median; lower it when quality_parity still warns after matching)")
+    match_demographics: str = Field(
+        default="none", pattern="^(" + "|".join(demographics.MATCH_MODES) + ")$",
+        description="none | gender | gender_age_race: sample the ordinary class to the celebrity "
+                    "class's mix per split; age and race need fairface_checkpoint (estimates)")
 
 
 def duplicate_groups(faces: pd.DataFrame, threshold: int) -> pd.Series | None:
@@ -86,15 +92,23 @@ def face_dataset(context: AssetExecutionContext, config: DatasetConfig,
     faces = pd.concat([*celebrity, fairface_faces], ignore_index=True)
     frontal_rates = frontal_drop_rates(faces)
     faces = faces[faces["drop_reason"] == ""].reset_index(drop=True)
+    faces = demographics.with_ranking_gender(faces, ranking)
+    estimates = demographics.estimates_status(config.fairface_checkpoint)
+    if estimates == "made":
+        faces = demographics.estimate_celebrity_attributes(
+            faces, config.fairface_checkpoint, storage.images, storage.folder("cache"))
     targets = None
     if config.match_quality:
         faces, targets = match_quality(faces, storage.images, config.match_quality_quantile)
     settings = SplitSettings(test_fraction=config.test_fraction, val_fraction=config.val_fraction,
                              seed=config.seed, flip_upsample=config.flip_upsample,
                              balance=config.balance,
-                             fairface_val_only_in_test=bool(config.fairface_checkpoint))
+                             fairface_val_only_in_test=bool(config.fairface_checkpoint),
+                             match_attributes=demographics.MATCH_MODES[config.match_demographics])
+    built: dict = {}
     study = build_study_set(faces, storage.images, settings,
-                            duplicate_groups(faces, config.dedup_threshold))
+                            duplicate_groups(faces, config.dedup_threshold), built)
+    mixes = demographics.mix_by_split(study)
     labels_path = storage.folder("outputs", "face_dataset") / "labels.csv"
     atomic_write_bytes(labels_path, study_label_csv(study).to_csv(index=False).encode())
     version = frame_digest(study, DATASET_COLUMNS)
@@ -120,6 +134,11 @@ def face_dataset(context: AssetExecutionContext, config: DatasetConfig,
         "match_quality_targets": MetadataValue.json(targets or {}),
         "quality_by_class_before_match": MetadataValue.json(finite_or_none(before)),
         "persons_missing_faces": MetadataValue.json(missing),
+        "attribute_mix": MetadataValue.json(mixes["all"]),
+        "attribute_mix_test": MetadataValue.json(mixes.get("test", {})),
+        "celebrity_attribute_estimates": estimates,
+        "demographic_matching": MetadataValue.json(
+            built.get("demographic_matching", {"mode": "none"})),
         "study_label_csv": MetadataValue.path(str(labels_path)),
         "sample": image_strip_md([storage.images.load(k) for k in sample["image_key"]],
                                  "ordinary then celebrity")})
@@ -128,6 +147,7 @@ def face_dataset(context: AssetExecutionContext, config: DatasetConfig,
     yield frontal_filter_parity(frontal_rates)
     yield padding_parity(padded)
     yield quality_parity(quality, config.match_quality)
+    yield attribute_mix_parity(mixes)
 
 
 class VariantConfig(Config):

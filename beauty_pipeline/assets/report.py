@@ -25,6 +25,8 @@ def partition_report(classifier: dict, cam: dict | None, audit: dict | None, mlf
         "figures": cam.get("figures", {}),
         "face_region_source": ", ".join(f"{k}: {v}" for k, v in cam.get("face_region_sources", {}).items())
         or None,
+        "attribute_mix": audit.get("attribute_mix", {}), "strata": audit.get("strata", []),
+        "strata_attributes": audit.get("strata_attributes"),
     }
 
 

@@ -9,6 +9,7 @@ import pandas as pd
 
 from beauty_pipeline.errors import PipelineError
 from beauty_pipeline.settings import CLASS_NAMES
+from beauty_pipeline.data.demographics import match_ordinary
 from beauty_pipeline.storage import ImageStore
 
 
@@ -22,6 +23,7 @@ class SplitSettings:
     flip_upsample: bool = True
     balance: bool = True
     fairface_val_only_in_test: bool = False  # the official checkpoint was trained on train
+    match_attributes: tuple[str, ...] = ()  # ordinary sampled to the celebrity mix per split
 
 
 def maybe_seen_by_official_checkpoint(frame: pd.DataFrame) -> pd.Series:
@@ -125,8 +127,10 @@ def balance_split(part: pd.DataFrame, rng: np.random.Generator) -> pd.DataFrame:
 
 
 def build_study_set(faces: pd.DataFrame, store: ImageStore, settings: SplitSettings,
-                    duplicate_group: pd.Series | None = None) -> pd.DataFrame:
-    """Split by identity, flip-upsample celebrity train only, then balance each side."""
+                    duplicate_group: pd.Series | None = None,
+                    report: dict | None = None) -> pd.DataFrame:
+    """Split by identity, match the ordinary mix to the celebrity one per split (if asked),
+    flip-upsample celebrity train only, then balance each side; report gets the matching's record."""
     if faces.empty:
         raise ValueError("no faces to build the study set from")
     faces = faces.reset_index(drop=True)
@@ -142,6 +146,11 @@ def build_study_set(faces: pd.DataFrame, store: ImageStore, settings: SplitSetti
                 f"{'celebrity_faces' if looks else 'fairface_faces'}")
     faces = faces.assign(leak_group=groups, split=grouped_split(faces, groups, settings),
                          flipped=False, source_image_key=faces["image_key"])
+    if settings.match_attributes:  # before flips and balancing: equal counts per stratum
+        matched = match_ordinary(faces, settings.match_attributes, settings.seed + 2)
+        faces = matched.faces.reset_index(drop=True)
+        if report is not None:
+            report["demographic_matching"] = matched.report
     rng = np.random.default_rng(settings.seed + 1)
     parts = []
     for side in SPLITS:

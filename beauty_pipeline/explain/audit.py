@@ -12,6 +12,7 @@ import pandas as pd
 import torch
 
 from beauty_pipeline.data.counterfactual import COUNTERFACTUALS
+from beauty_pipeline.data.demographics import attribute_mix, strata_accuracy
 from beauty_pipeline.data.families import (
     PROFILE_FAMILIES,
     apply,
@@ -168,6 +169,8 @@ def shortcut_audit(trained: TrainedModel, manifest: pd.DataFrame, store: ImageSt
         result.update(boot.mean(values).as_metrics(f"acc_{name}"))
     seed_accuracy = (predictions["original"] == labels[None, :]).mean(axis=1)
     result["acc_original_seed_std"] = float(seed_accuracy.std())
+    result.update(strata_accuracy(rows, correct["original"], boot))  # known attributes only
+    result["attribute_mix"] = attribute_mix(rows)
     probes: list[ProbeEffect] = []
     if {"mixed_same", "mixed_other"} <= set(correct):
         gap = boot.difference(correct["mixed_same"], correct["mixed_other"])

@@ -65,6 +65,19 @@ class IdentityBootstrap:
             replicates = (self.weights @ sums) / (self.weights @ counts)
         return self._estimate(sums.sum() / counts.sum(), replicates)
 
+    def weighted_mean(self, values: np.ndarray, weights: np.ndarray) -> Estimate:
+        """Weighted mean (e.g. reweighted to a common stratum mix; weights held fixed across
+        replicates) with its interval; NaN values and zero weights are skipped."""
+        values, weights = np.asarray(values, dtype=np.float64), np.asarray(weights, np.float64)
+        keep = np.isfinite(values) & (weights > 0)
+        sums = np.bincount(self.group[keep], values[keep] * weights[keep], minlength=self.n_groups)
+        totals = np.bincount(self.group[keep], weights[keep], minlength=self.n_groups)
+        if totals.sum() == 0:
+            return Estimate(float("nan"), float("nan"), float("nan"))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            replicates = (self.weights @ sums) / (self.weights @ totals)
+        return self._estimate(sums.sum() / totals.sum(), replicates)
+
     def difference(self, a: np.ndarray, b: np.ndarray) -> Estimate:
         """mean(a) - mean(b) on the same images, paired within every replicate."""
         sums_a, counts_a = self._sums(a, None)

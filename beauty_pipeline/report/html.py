@@ -31,6 +31,7 @@ SUMMARY_METRICS = (  # (metric, column title): each shown with its 95% interval 
     ("acc_mixed_other", "mixed-other"), ("bg_gap", "BG-gap"), ("composite_cost", "composite cost"),
     ("family_quality_drop", "quality"), ("family_geometry_drop", "geometry"),
     ("family_colour_drop", "colour"), ("face_mass", "FaceMass"), ("face_mass_lift", "lift"),
+    ("acc_matched_strata", "test acc, matched strata"),  # data.demographics.strata_accuracy
 )
 
 
@@ -48,6 +49,9 @@ class PartitionReport:
     mlflow_run_id: str | None = None
     mlflow_run_url: str | None = None
     face_region_source: str | None = None  # e.g. "known_mask" or "detection: 80, aligned_prior: 20"
+    attribute_mix: dict = field(default_factory=dict)  # test set, data.demographics.attribute_mix
+    strata: list[dict] = field(default_factory=list)  # accuracy per demographic stratum
+    strata_attributes: str | None = None  # e.g. "gender" or "gender+age+race"
 
     @classmethod
     def from_dict(cls, data: Mapping) -> PartitionReport:
@@ -183,6 +187,43 @@ def _epoch_table(part: PartitionReport) -> str:
             f"<thead><tr>{header}</tr></thead><tbody>{body}</tbody></table>")
 
 
+def _shares(entry: dict) -> str:
+    shares = [f"{escape(v)} {share:.0%}" for v, share in entry["shares"].items() if share]
+    return ", ".join(shares) if entry["known"] else "unknown"
+
+
+def _demographics(part: PartitionReport) -> str:
+    """Test-set attribute mix per class and accuracy within demographic strata: a high accuracy
+    between 'adults of one ethnicity' and 'everyone' shows up here."""
+    if not part.attribute_mix:
+        return ""
+    rows = []
+    for name in ("celebrity", "ordinary"):
+        entry = part.attribute_mix.get(name, {})
+        for attribute in ("gender", "age", "race"):
+            if attribute in entry:
+                rows.append(f"<tr><td>{escape(name)}</td><td>{attribute}</td>"
+                            f"<td>{entry[attribute]['known']:.0%}</td>"
+                            f"<td>{_shares(entry[attribute])}</td></tr>")
+    mix = ('<table class="mix"><thead><tr><th>class</th><th>attribute</th><th>known</th>'
+           f"<th>shares of known</th></tr></thead><tbody>{''.join(rows)}</tbody></table>")
+    genders = [f"{g}: {part.with_interval(f'acc_gender_{g.lower()}')}" for g in ("Male", "Female")
+               if f"acc_gender_{g.lower()}" in part.metrics]
+    summary = (f"<p>Accuracy on the matched strata ({escape(part.strata_attributes or 'none')}; "
+               f"test rows in strata both classes hold, reweighted to the celebrity mix, "
+               f"{_num(part.value('matched_strata_share'), 2)} of the test set): "
+               f"{part.with_interval('acc_matched_strata')}; per gender: "
+               f"{escape('; '.join(genders) or 'no gender held by both classes')}.</p>")
+    strata = "".join(
+        f"<tr><td>{escape(str(s['stratum']))}</td><td>{s['celebrity']}</td><td>{s['ordinary']}"
+        f"</td><td>{'yes' if s['matched'] else 'no'}</td><td>{_num(s['accuracy'])}</td></tr>"
+        for s in part.strata)
+    table = ('<table class="strata"><thead><tr><th>stratum</th><th>celebrity</th>'
+             "<th>ordinary</th><th>in both</th><th>accuracy</th></tr></thead>"
+             f"<tbody>{strata}</tbody></table>") if strata else ""
+    return f"<h4>Demographics of the test set</h4>{mix}{summary}{table}"
+
+
 def _partition_section(part: PartitionReport, figures: dict[str, Path], out_dir: Path) -> str:
     title = f"{part.model} × {part.background}"
     thumbs = "".join(_thumb(figures[k], out_dir, f"{title} {k}") for k in FIGURE_KINDS
@@ -191,7 +232,7 @@ def _partition_section(part: PartitionReport, figures: dict[str, Path], out_dir:
                       if k not in FIGURE_KINDS)
     return (f'<section id="{escape(part.anchor, quote=True)}"><h3>{escape(title)}</h3>'
             f"<p>MLflow run: {_run_link(part)}</p>{_epoch_table(part)}"
-            f'<div class="figures">{thumbs}</div></section>')
+            f'<div class="figures">{thumbs}</div>{_demographics(part)}</section>')
 
 
 STYLE = """body{font-family:sans-serif;margin:1.5em;color:#222}table{border-collapse:collapse;
