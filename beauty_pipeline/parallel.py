@@ -70,7 +70,8 @@ def run_in_pool(function, calls: list[tuple], workers: int, preload: list[str],
         log.info("%s runs code at import (no __main__ guard): workers start without "
                  "re-importing it", script)
     try:
-        with ProcessPoolExecutor(workers, mp_context=context, initializer=initializer) as pool:
+        pool = ProcessPoolExecutor(workers, mp_context=context, initializer=initializer)
+        try:
             with _main_hidden(unguarded):
                 # forkserver pools start workers during submit(), never later
                 futures = [pool.submit(function, *args) for args in calls]
@@ -79,7 +80,12 @@ def run_in_pool(function, calls: list[tuple], workers: int, preload: list[str],
                 results.append(future.result())
                 if on_result is not None:
                     on_result(results[-1])
-            return results
+        except BaseException:
+            # Ctrl-C or a failure: drop the queued calls instead of finishing them all first
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise
+        pool.shutdown(wait=True)
+        return results
     except BrokenProcessPool as error:
         log.warning("running in one process: the worker pool broke (%s)", error)
         return None

@@ -23,6 +23,8 @@ from beauty_pipeline.settings import (
 STUDY = PROFILES["study"]
 SEGMENTERS = ("rembg", "grabcut", "auto")
 PREPROCESSING = ("uniform", "study")
+PATH_OPTIONS = ("ranking", "photos", "fairface", "fairface_checkpoint", "detector_model",
+                "rembg_model_path")
 
 
 def _opt(default, help: str, **extra):
@@ -79,6 +81,10 @@ class StudyOptions:
         if not self.fairface:
             raise PipelineError(f"give --fairface DIR (a FairFace download with its label CSVs) "
                                 f"or set {FAIRFACE_DIR_ENV}")
+        for name in PATH_OPTIONS:  # absolute, so the env file works from any folder
+            value = getattr(self, name)
+            if value and not (name == "ranking" and "://" in value):
+                object.__setattr__(self, name, str(Path(value).expanduser().resolve()))
         for name in ("photos", "fairface"):
             value = getattr(self, name)
             if value and not Path(value).expanduser().is_dir():

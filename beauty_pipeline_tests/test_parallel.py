@@ -140,3 +140,20 @@ def test_a_broken_pool_says_so_and_leaves_the_work_to_the_caller(caplog):
     with caplog.at_level("WARNING", logger="beauty_pipeline.parallel"):
         assert run_in_pool(os._exit, [(3,), (3,)], 2, []) is None  # a worker dies
     assert "running in one process: the worker pool broke" in caplog.text
+
+
+def test_a_failing_call_drops_the_queued_work_instead_of_finishing_it(tmp_path):
+    """Ctrl-C or an error in one call ends the pool promptly: queued calls are cancelled."""
+    import time
+
+    import pytest
+
+    from beauty_pipeline.parallel import run_in_pool
+
+    calls = [(["false"],)] + [(["sh", "-c", f"sleep 0.3; touch {tmp_path}/{i}"],)
+                              for i in range(40)]
+    with pytest.raises(subprocess.CalledProcessError):
+        run_in_pool(subprocess.check_call, calls, 2, [])
+    done = len(list(tmp_path.iterdir()))
+    time.sleep(1)
+    assert len(list(tmp_path.iterdir())) == done < 10  # 40 without cancelling; none run later
