@@ -132,6 +132,18 @@ def test_matching_records_shortfalls_and_falls_back():
                                                    "celebrity rows"
 
 
+def test_a_small_ordinary_pool_is_judged_by_what_balancing_keeps_anyway():
+    """40 celebrity rows, 16 ordinary ones of the same gender mix: balancing keeps 16 per class in
+    any case, so matching (which keeps those) is not abandoned for 'losing 60% of the celebrities'."""
+    faces = one_ethnicity_vs_everyone()
+    ordinary_white = faces.index[faces["person"].str.startswith("ordinary-white")]
+    keep = [*faces.index[faces["looks"] == 1], *ordinary_white[:16]]
+    result = match_ordinary(faces.loc[keep], ("gender",), seed=0)
+    assert result.attributes == ("gender",)
+    assert result.report["ordinary_rows_after"] == 16
+    assert result.report["celebrity_rows_kept"] == pytest.approx(1.0)
+
+
 def test_mix_check_warns_on_one_ethnicity_vs_everyone_and_passes_when_matched():
     faces = one_ethnicity_vs_everyone()
     warned = attribute_mix_parity({"all": attribute_mix(faces)})

@@ -251,12 +251,16 @@ def match_ordinary(faces: pd.DataFrame, requested: tuple[str, ...], seed: int,
                    min_kept: float = MIN_KEPT_CELEBRITY) -> MatchResult:
     """Sample the ordinary class stratum by stratum to the celebrity class's mix, within each split
     when a `split` column is present (so test is matched too). Falls back to coarser strata (then
-    to none) when too few celebrity rows would survive, recording why."""
+    to none) when too few celebrity rows would survive, beyond what class balancing drops anyway,
+    recording why."""
     if not requested:
         return MatchResult(faces, (), {"mode": "none"})
     attributes, reasons = usable_attributes(faces, requested)
     sides = faces["split"] if "split" in faces else pd.Series("all", index=faces.index)
-    celebrity_rows = int((faces["looks"].astype(int) == 1).sum())
+    # what class balancing alone would keep per split: matching is judged by what it costs beyond
+    looks = faces["looks"].astype(int)
+    celebrity_rows = int(sum(min((looks[sides == side] == 1).sum(), (looks[sides == side] == 0)
+                                 .sum()) for side in sides.unique()))
     candidates = [attributes[:n] for n in range(len(attributes), 0, -1)]
     for attempt in candidates:
         rng = np.random.default_rng(seed)
