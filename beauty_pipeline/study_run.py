@@ -23,6 +23,7 @@ from beauty_pipeline.resources import (
 )
 from beauty_pipeline.resources.io import manifest_stem, read_manifest
 from beauty_pipeline.resume import StepLedger, data_version, fingerprint, folder_listing
+from beauty_pipeline.scraping import LocalFolderSource
 from beauty_pipeline.settings import BACKGROUNDS, MODELS, PROFILES, default_mlflow_uri
 from beauty_pipeline.study_options import StudyOptions
 
@@ -132,8 +133,10 @@ class StudyPlan:
 
     def inputs_of_person(self, person: str, name: str) -> list:
         """What a person's photos step reads besides its config: the name, the folder's files."""
-        folder = Path(self.options.photos).expanduser() / person if self.options.photos else None
-        return [name, folder_listing(folder) if folder else "bing"]
+        if not self.options.photos:
+            return [name, "bing"]
+        folder = LocalFolderSource(self.options.photos).folder(person, name)
+        return [name, folder_listing(folder) if folder else "no folder"]
 
     def inputs_of_fairface(self) -> list:
         """The FairFace label files (name, size, time): a new download reruns the ordinary class."""

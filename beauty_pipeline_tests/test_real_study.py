@@ -1,0 +1,135 @@
+"""The real study through `beauty-pipeline study`: 24 public figures (local web crops) against
+FairFace, detection, the split, `original` and `white`, resnet18 and fairface_resnet34, the audit;
+then a controlled experiment on the same data (the same training with match_quality) that the
+audit's quality reading has to agree with."""
+
+import json
+import subprocess
+import sys
+import time
+
+import pandas as pd
+import pytest
+from conftest import require_shared
+from dagster import AssetCheckKey, AssetKey, DagsterInstance
+
+from beauty_pipeline.data.families import FAMILIES
+from beauty_pipeline.explain.verdict import THRESHOLDS, VERDICTS
+
+pytestmark = pytest.mark.slow
+
+MODELS = ("resnet18", "fairface_resnet34")
+BACKGROUNDS = ("original", "white")
+
+
+def study_yaml(root, crops, fairface, yunet) -> str:
+    """The run as a user writes it: one YAML file with the flags' keys."""
+    return "\n".join([
+        f"home: {root / 'home'}", f"ranking: {root / 'ranking.csv'}", f"photos: {crops}",
+        f"fairface: {fairface}", "limit-ordinary: 300", f"models: [{', '.join(MODELS)}]",
+        f"backgrounds: [{', '.join(BACKGROUNDS)}]", "image_size: 48", "epochs: 3",
+        "backbone_epochs: 2", "seeds: 1", f"detector_model: {yunet}", "segmenter: grabcut", ""])
+
+
+def audits(home) -> dict[str, dict]:
+    return {f"{m}/{b}": json.loads((home / "manifests" / "shortcut_audit" / f"{b}__{m}.json")
+                                   .read_text()) for m in MODELS for b in BACKGROUNDS
+            if (home / "manifests" / "shortcut_audit" / f"{b}__{m}.json").exists()}
+
+
+def latest_check(home, name: str):
+    with DagsterInstance.from_config(str(home / "dagster")) as instance:
+        key = AssetCheckKey(AssetKey("face_dataset"), name)
+        [record] = instance.event_log_storage.get_asset_check_execution_history(key, limit=1)
+        return record.event.dagster_event.event_specific_data
+
+
+@pytest.fixture(scope="module")
+def real_study(tmp_path_factory):
+    crops = require_shared("data", "celebrity_crops_glint")
+    fairface = require_shared("data", "fairface_margin025")
+    yunet = require_shared("models", "face_detection_yunet_2026may.onnx")
+    root = tmp_path_factory.mktemp("real_study")
+    people = pd.read_csv(crops / "labels.csv").drop_duplicates("identity")
+    pd.DataFrame({"name": people["identity"], "rank": range(1, len(people) + 1),
+                  "gender": people["gender"].map({"M": "male", "F": "female"}),
+                  "list": "public_figures", "year": 2024}).to_csv(root / "ranking.csv", index=False)
+    (root / "study.yaml").write_text(study_yaml(root, crops, fairface, yunet))
+    command = [sys.executable, "-m", "beauty_pipeline.cli", "study", "--config",
+               str(root / "study.yaml")]
+    started = time.perf_counter()
+    first = subprocess.run(command, capture_output=True, text=True, timeout=1500)
+    minutes = (time.perf_counter() - started) / 60
+    assert first.returncode == 0, first.stdout[-2000:] + first.stderr[-4000:]
+    home = root / "home"
+    found = {"stdout": first.stdout, "minutes": minutes, "audits": audits(home),
+             "quality": latest_check(home, "quality_parity"),
+             "study": pd.read_parquet(home / "manifests" / "face_dataset" / "latest.parquet")}
+    print(f"\nreal study: {minutes:.1f} min\n" + first.stdout[first.stdout.find("model/back"):])
+    # the controlled experiment: both classes through the same degradation, the same training
+    matched = subprocess.run([*command, "--match-quality", "--models", "resnet18",
+                              "--backgrounds", "original"], capture_output=True, text=True,
+                             timeout=1500)
+    assert matched.returncode == 0, matched.stdout[-2000:] + matched.stderr[-4000:]
+    found["matched_audit"] = audits(home)["resnet18/original"]
+    found["matched_quality"] = latest_check(home, "quality_parity")
+    found["matched_stdout"] = matched.stdout
+    print("with match_quality:\n" + matched.stdout[matched.stdout.find("model/back"):])
+    return found
+
+
+def test_every_cell_trained_and_audited_with_sane_intervals(real_study):
+    assert set(real_study["audits"]) == {f"{m}/{b}" for m in MODELS for b in BACKGROUNDS}
+    for cell, audit in real_study["audits"].items():
+        for metric in ("acc_original", "acc_face_only", "acc_background_only", "bg_gap",
+                       *(f"family_{f}_drop" for f in FAMILIES)):
+            low, value, high = (audit[f"{metric}_ci_low"], audit[metric], audit[f"{metric}_ci_high"])
+            assert low <= value + 1e-9 and value <= high + 1e-9, (cell, metric)
+        assert audit["test_identities"] >= 2 * 2 and audit["test_images"] >= 40
+        assert audit["verdict"] in VERDICTS or set(audit["verdict"].split("+")) <= set(FAMILIES)
+        # web crops vs FairFace is learnable from the pixels, whatever the cue turns out to be
+        assert audit["acc_original_ci_low"] > 0.5, cell
+    print({c: (round(a["acc_original"], 3), a["verdict"]) for c, a in real_study["audits"].items()})
+
+
+def test_white_background_carries_no_class_information(real_study):
+    """A control on the manipulation itself: with every background white, backgrounds alone
+    cannot tell the classes apart, and swapping them cannot cost accuracy."""
+    for model in MODELS:
+        audit = real_study["audits"][f"{model}/white"]
+        assert audit["acc_background_only_ci_low"] < THRESHOLDS.background_only, model
+        assert "background" not in audit["named_families"], model
+
+
+def test_split_by_identity_and_real_sources_recorded(real_study):
+    study = real_study["study"]
+    assert (study.groupby("person")["split"].nunique() == 1).all()
+    test = study[study["split"] == "test"]
+    assert test.groupby("looks")["person"].nunique().min() >= 2
+    assert study["preprocessing"].str.startswith("yunet_crop").all()
+
+
+def test_quality_differs_between_the_sources_and_matching_removes_resolution(real_study):
+    """Web crops are smaller faces than FairFace's: the check must say so with its numbers, and
+    match_quality must remove the resolution cue it is built for."""
+    before, after = real_study["quality"], real_study["matched_quality"]
+    assert not before.passed and "face_px separates the classes" in before.description
+    assert before.metadata["face_px_smd"].value < -1  # celebrities' faces are smaller
+    assert "face_px" not in after.metadata["separating_cues"].value
+    assert after.description.startswith("after match_quality")
+
+
+def test_the_audits_quality_reading_agrees_with_the_matched_quality_experiment(real_study):
+    """If the audit does not name quality, removing the resolution and JPEG cues from the data
+    must leave the classes learnable (accuracy still clearly above chance); if it names quality,
+    matching must cost accuracy."""
+    audit, matched = real_study["audits"]["resnet18/original"], real_study["matched_audit"]
+    if "quality" in audit["named_families"]:
+        assert matched["acc_original"] < audit["acc_original"] - THRESHOLDS.controlled_effect
+    else:
+        assert matched["acc_original_ci_low"] > 0.5
+        assert matched["acc_original_ci_high"] >= audit["acc_original_ci_low"]
+    print(f"\nresnet18/original: {audit['acc_original']:.3f} [{audit['acc_original_ci_low']:.3f}, "
+          f"{audit['acc_original_ci_high']:.3f}] unmatched vs {matched['acc_original']:.3f} "
+          f"[{matched['acc_original_ci_low']:.3f}, {matched['acc_original_ci_high']:.3f}] "
+          f"with match_quality; audit quality drop {audit['family_quality_drop']:+.3f}")
