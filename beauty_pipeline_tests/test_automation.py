@@ -22,7 +22,9 @@ from beauty_pipeline.resources import (
     StudyStorage,
 )
 
-ROWS = [("Alba Baptista", "female", 4), ("Rosé", "female", 7), ("Jisoo", "female", 2)]
+# three persons to start: the split keeps two identities per class in test and one in train
+ROWS = [("Alba Baptista", "female", 4), ("Rosé", "female", 7), ("Lisa", "female", 5),
+        ("Jisoo", "female", 2)]
 
 
 def write_ranking(path, rows):
@@ -48,10 +50,10 @@ def apply(instance, result):
 @pytest.fixture
 def world(tmp_path, monkeypatch):
     csv = tmp_path / "ranking.csv"
-    write_ranking(csv, ROWS[:2])
+    write_ranking(csv, ROWS[:3])
     monkeypatch.setenv("BEAUTY_PIPELINE_RANKING", str(csv))
     monkeypatch.setenv("BEAUTY_PIPELINE_HOME", str(tmp_path))
-    monkeypatch.setenv("BEAUTY_PIPELINE_MAX_REMOVED_SHARE", "0.5")  # removing 1 of 3 is intended
+    monkeypatch.setenv("BEAUTY_PIPELINE_MAX_REMOVED_SHARE", "0.5")  # removing 1 of 4 is intended
     resources = {**defs.resources, "io_manager": ManifestIOManager(root=str(tmp_path)),
                  "storage": StudyStorage(root=str(tmp_path))}
     with instance_for_test() as instance:
@@ -67,7 +69,7 @@ def test_first_tick_registers_everyone_then_nothing_runs(world):
     csv, instance, resources = world
     first = tick(instance)
     adds = [r for r in first.dynamic_partitions_requests if isinstance(r, AddDynamicPartitionsRequest)]
-    assert sorted(adds[0].partition_keys) == ["alba-baptista", "rose"]
+    assert sorted(adds[0].partition_keys) == ["alba-baptista", "lisa", "rose"]
     assert [r.asset_selection for r in first.run_requests] == [[AssetKey("ranking")]]
     apply(instance, first)
     materialize_ranking(instance, resources)
@@ -103,7 +105,7 @@ def test_added_person_runs_only_its_partition_then_dataset_once_removed_is_dropp
                  "demo_data": DemoDataResource(image_size=24, photos_per_person=4, ordinary=12)}
     apply(instance, tick(instance))
     materialize_ranking(instance, resources)
-    for person in ("alba-baptista", "rose"):
+    for person in ("alba-baptista", "rose", "lisa"):
         materialize_person(instance, resources, person)
     materialize(list(defs.assets), selection=[AssetKey("fairface_faces"), AssetKey("face_dataset")],
                 instance=instance, resources=resources,
@@ -125,7 +127,7 @@ def test_added_person_runs_only_its_partition_then_dataset_once_removed_is_dropp
                 resources=resources)  # as the daemon would
     settled = evaluate_automation_conditions(defs, instance, cursor=second.cursor)
 
-    request = edit_ranking(csv, [ROWS[0], ROWS[2]], instance, resources)  # Rosé removed
+    request = edit_ranking(csv, [ROWS[0], *ROWS[2:]], instance, resources)  # Rosé removed
     assert isinstance(request, DeleteDynamicPartitionsRequest) and request.partition_keys == ["rose"]
     third = evaluate_automation_conditions(defs, instance, cursor=settled.cursor)
     rebuilt = requested(third)
@@ -134,4 +136,4 @@ def test_added_person_runs_only_its_partition_then_dataset_once_removed_is_dropp
     result = materialize(list(defs.assets), selection=[AssetKey("face_dataset")], instance=instance,
                          resources=resources)
     persons = set(result.output_for_node("face_dataset")["person"])
-    assert "rose" not in persons and {"alba-baptista", "jisoo"} & persons
+    assert "rose" not in persons and {"alba-baptista", "lisa", "jisoo"} & persons

@@ -176,3 +176,23 @@ def test_paths_are_made_absolute_for_the_env_file(tmp_path, monkeypatch):
     assert chosen.ranking == str(tmp_path / "ranking.csv")
     assert options(tmp_path, "--ranking", "https://example.org/r.csv").ranking == \
         "https://example.org/r.csv"
+
+
+def test_epochs_checkpointed_but_never_logged_reach_mlflow(tmp_path):
+    """Killed between an epoch's checkpoint and its MLflow call: the resumed run logs it after."""
+    import mlflow
+
+    from beauty_pipeline.assets.models import log_unlogged_epochs
+    from beauty_pipeline.training.loop import EpochMetrics
+
+    history = [EpochMetrics(e, 0.5, 0.6, 0.5, 0.6, 0.5, 0.1 * e, 1.0, 10.0) for e in (1, 2, 3)]
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    try:
+        with mlflow.start_run() as run:
+            mlflow.log_metrics({"val_accuracy": 0.2}, step=2)
+            log_unlogged_epochs(run.info.run_id, "", history)
+        values = {m.step: m.value for m in
+                  mlflow.MlflowClient().get_metric_history(run.info.run_id, "val_accuracy")}
+    finally:
+        mlflow.set_tracking_uri("")
+    assert values == {1: pytest.approx(0.1), 2: pytest.approx(0.2), 3: pytest.approx(0.3)}

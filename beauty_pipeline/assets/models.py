@@ -80,6 +80,20 @@ def seed_spread(histories: list[list[EpochMetrics]]) -> dict[str, float]:
     return out
 
 
+def log_unlogged_epochs(run_id: str, prefix: str, history: list[EpochMetrics]) -> None:
+    """Log epochs a killed run checkpointed but never sent to MLflow, so a resumed run's curves
+    have every epoch."""
+    import mlflow
+
+    logged = {m.step for m in mlflow.MlflowClient().get_metric_history(
+        run_id, f"{prefix}val_accuracy")}
+    for metrics in history:
+        if metrics.epoch not in logged:
+            values = metrics.as_dict()
+            epoch = int(values.pop("epoch"))
+            mlflow.log_metrics({f"{prefix}{k}": v for k, v in values.items()}, step=epoch)
+
+
 def history_table(history: list[EpochMetrics]) -> MetadataValue:
     frame = pd.DataFrame([m.as_dict() for m in history]).round(4)
     return table_md(frame, max_rows=50)
@@ -193,6 +207,7 @@ def classifier(context: AssetExecutionContext, config: TrainConfig,
                                    extra_state={"mlflow_run_id": run.info.run_id},
                                    val_images=arrays["val"].images,
                                    val_targets=arrays["val"].labels))
+            log_unlogged_epochs(run.info.run_id, prefix, histories[-1])
             path = storage.folder("models", "classifier", f"{model_name}__{background}") / \
                 f"{run_key}_seed{seed}.pt"
             weights.append(str(save_state(path, model.cpu().state_dict())))
