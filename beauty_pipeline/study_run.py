@@ -102,8 +102,7 @@ class StudyPlan:
         return {**defs.resources,
                 "io_manager": ManifestIOManager(root=root), "storage": StudyStorage(root=root),
                 "photo_source": PhotoSourceResource(kind="bing" if o.bing else "local",
-                                                    local_dir=str(Path(o.photos).expanduser()
-                                                                  .resolve()) if o.photos else ""),
+                                                    local_dir=o.photos),  # absolute already
                 "demo_data": DemoDataResource(),
                 "face_stage": FacePreprocessing(detector_model_path=o.detector_model,
                                                 workers=o.workers),

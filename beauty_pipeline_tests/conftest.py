@@ -55,3 +55,38 @@ def pytest_collection_modifyitems(config, items):
     """Browser tests last (stable order otherwise): they reuse the deployment tests' runs on the
     shared stack instead of training their own."""
     items.sort(key=lambda item: item.get_closest_marker("browser") is not None)
+
+
+def asset_runner(instance, resources):
+    """run(keys, partition, ops): materialize a selection of the real graph on one instance."""
+    from dagster import AssetKey, materialize
+
+    from beauty_pipeline.definitions import defs
+
+    def run(keys, partition=None, ops=None):
+        return materialize(list(defs.assets), selection=[AssetKey(k) for k in keys],
+                           instance=instance, resources=resources, partition_key=partition,
+                           run_config={"ops": ops or {}})
+    return run
+
+
+def materialize_persons(run, instance, location: str, detector: str | None = None) -> list[str]:
+    """The ranking, then each listed person's photos and faces, as the sensor and the UI would."""
+    ranking = run(["ranking"], ops={"ranking": {"config": {"location": str(location)}}})
+    persons = ranking.output_for_node("ranking")["person"].tolist()
+    instance.add_dynamic_partitions("person", persons)
+    faces_ops = {"celebrity_faces": {"config": {"detector": detector}}} if detector else None
+    for person in persons:
+        run(["celebrity_photos", "celebrity_faces"], person, faces_ops)
+    return persons
+
+
+def ranking_from_labels(labels, path: Path, list_name: str = "test") -> Path:
+    """A ranking CSV of the identities in a celebrity labels.csv (gender M/F), in file order."""
+    import pandas as pd
+
+    people = labels.drop_duplicates("identity")
+    pd.DataFrame({"name": people["identity"], "rank": range(1, len(people) + 1),
+                  "gender": people["gender"].map({"M": "male", "F": "female"}),
+                  "list": list_name, "year": 2024}).to_csv(path, index=False)
+    return path

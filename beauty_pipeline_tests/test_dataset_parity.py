@@ -7,8 +7,8 @@ import shutil
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import require_shared
-from dagster import AssetCheckKey, AssetKey, instance_for_test, materialize
+from conftest import asset_runner, materialize_persons, require_shared
+from dagster import AssetCheckKey, AssetKey, instance_for_test
 
 from beauty_pipeline.checks import frontal_filter_parity
 from beauty_pipeline.data.parity import frontal_drop_rates, frontal_gap_points, padded_share
@@ -119,17 +119,8 @@ def real_run(tmp_path_factory):
                  "demo_data": DemoDataResource(),
                  "face_stage": FacePreprocessing(detector_model_path=str(yunet), workers=1)}
     with instance_for_test() as instance:
-        def run(keys, partition=None, ops=None):
-            return materialize(list(defs.assets), selection=[AssetKey(k) for k in keys],
-                               instance=instance, resources=resources, partition_key=partition,
-                               run_config={"ops": ops or {}})
-
-        ranking = run(["ranking"], ops={"ranking": {"config": {"location": str(ranking_csv)}}})
-        persons = ranking.output_for_node("ranking")["person"].tolist()
-        instance.add_dynamic_partitions("person", persons)
-        for person in persons:
-            run(["celebrity_photos", "celebrity_faces"], person,
-                {"celebrity_faces": {"config": {"detector": "yunet"}}})
+        run = asset_runner(instance, resources)
+        materialize_persons(run, instance, str(ranking_csv), "yunet")
         run(["fairface_faces"], ops={"fairface_faces": {"config": {
             "source": "fairface", "fairface_dir": str(ff)}}})
         results = {}

@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from conftest import require_shared
+from conftest import asset_runner, materialize_persons, require_shared
 
 from beauty_pipeline.checks import attribute_mix_parity
 from beauty_pipeline.data.demographics import (
@@ -284,7 +284,7 @@ def test_real_mix_and_gender_matching():
 
 
 def test_face_dataset_estimates_matches_and_checks_through_the_graph(tmp_path):
-    from dagster import AssetCheckKey, AssetKey, instance_for_test, materialize
+    from dagster import AssetCheckKey, AssetKey, instance_for_test
 
     from beauty_pipeline.definitions import defs
     from beauty_pipeline.resources import (
@@ -302,16 +302,8 @@ def test_face_dataset_estimates_matches_and_checks_through_the_graph(tmp_path):
                  "demo_data": DemoDataResource(image_size=24, persons=4, photos_per_person=4,
                                                ordinary=60)}
     with instance_for_test() as instance:
-        def run(keys, partition=None, ops=None):
-            return materialize(list(defs.assets), selection=[AssetKey(k) for k in keys],
-                               instance=instance, resources=resources, partition_key=partition,
-                               run_config={"ops": ops or {}})
-
-        ranking = run(["ranking"], ops={"ranking": {"config": {"location": "demo"}}})
-        persons = ranking.output_for_node("ranking")["person"].tolist()
-        instance.add_dynamic_partitions("person", persons)
-        for person in persons:
-            run(["celebrity_photos", "celebrity_faces"], person)
+        run = asset_runner(instance, resources)
+        materialize_persons(run, instance, "demo")
         run(["fairface_faces"], ops={"fairface_faces": {"config": {"source": "demo"}}})
         result = run(["face_dataset"], ops={"face_dataset": {"config": {
             "fairface_checkpoint": str(checkpoint), "match_demographics": "gender"}}})

@@ -2,8 +2,8 @@
 
 import pandas as pd
 import pytest
-from conftest import require_shared
-from dagster import AssetCheckKey, AssetKey, instance_for_test, materialize
+from conftest import asset_runner, materialize_persons, ranking_from_labels, require_shared
+from dagster import AssetCheckKey, AssetKey, instance_for_test
 
 from beauty_pipeline.definitions import defs
 from beauty_pipeline.resources import (
@@ -21,29 +21,16 @@ def mini_study(tmp_path_factory):
     fairface = require_shared("data", "fairface_margin025")
     yunet = require_shared("models", "face_detection_yunet_2026may.onnx")
     home = tmp_path_factory.mktemp("mini")
-    people = pd.read_csv(crops / "labels.csv").drop_duplicates("identity")
-    ranking_csv = home / "ranking.csv"
-    pd.DataFrame({"name": people["identity"], "gender": people["gender"].map({"M": "male", "F": "female"}),
-                  "rank": range(1, len(people) + 1), "list": "test_public_figures", "year": 2024}
-                 ).to_csv(ranking_csv, index=False)
+    ranking_csv = ranking_from_labels(pd.read_csv(crops / "labels.csv"), home / "ranking.csv",
+                                      "test_public_figures")
     resources = {**defs.resources, "io_manager": ManifestIOManager(root=str(home)),
                  "storage": StudyStorage(root=str(home)),
                  "photo_source": PhotoSourceResource(kind="local", local_dir=str(crops)),
                  "demo_data": DemoDataResource(),
                  "face_stage": FacePreprocessing(detector_model_path=str(yunet))}
-    faces_config = {"detector": "yunet"}
     with instance_for_test() as instance:
-        def run(keys, partition=None, ops=None):
-            return materialize(list(defs.assets), selection=[AssetKey(k) for k in keys],
-                               instance=instance, resources=resources, partition_key=partition,
-                               run_config={"ops": ops or {}})
-
-        ranking = run(["ranking"], ops={"ranking": {"config": {"location": str(ranking_csv)}}})
-        persons = ranking.output_for_node("ranking")["person"].tolist()
-        instance.add_dynamic_partitions("person", persons)
-        for person in persons:
-            run(["celebrity_photos", "celebrity_faces"], person,
-                {"celebrity_faces": {"config": faces_config}})
+        run = asset_runner(instance, resources)
+        persons = materialize_persons(run, instance, str(ranking_csv), "yunet")
         result = run(["fairface_faces", "face_dataset"], ops={
             "fairface_faces": {"config": {"source": "fairface", "fairface_dir": str(fairface),
                                           "limit": 400}}})

@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import require_shared
+from conftest import asset_runner, materialize_persons, ranking_from_labels, require_shared
 from PIL import Image
 
 from beauty_pipeline.checks import quality_parity
@@ -299,7 +299,7 @@ def test_real_crops_differ_in_resolution_from_fairface(yunet_model, tmp_path):
 def test_face_dataset_records_cues_and_checks_them_with_and_without_matching(tmp_path):
     """The real graph on a small demo: quality_by_class metadata, the quality_parity check, and
     match_quality giving new images with what was applied recorded per row."""
-    from dagster import AssetCheckKey, AssetKey, instance_for_test, materialize
+    from dagster import AssetCheckKey, AssetKey, instance_for_test
 
     from beauty_pipeline.definitions import defs
     from beauty_pipeline.resources import (
@@ -314,17 +314,8 @@ def test_face_dataset_records_cues_and_checks_them_with_and_without_matching(tmp
                  "photo_source": PhotoSourceResource(kind="demo"),
                  "demo_data": DemoDataResource(persons=6, photos_per_person=8, ordinary=48)}
     with instance_for_test() as instance:
-        def run(keys, partition=None, ops=None):
-            return materialize(list(defs.assets), selection=[AssetKey(k) for k in keys],
-                               instance=instance, resources=resources, partition_key=partition,
-                               run_config={"ops": ops or {}})
-
-        ranking = run(["ranking"], ops={"ranking": {"config": {"location": "demo"}}})
-        persons = ranking.output_for_node("ranking")["person"].tolist()
-        instance.add_dynamic_partitions("person", persons)
-        for person in persons:
-            run(["celebrity_photos", "celebrity_faces"], person,
-                {"celebrity_faces": {"config": {"detector": "known"}}})
+        run = asset_runner(instance, resources)
+        materialize_persons(run, instance, "demo", "known")
         run(["fairface_faces"], ops={"fairface_faces": {"config": {"source": "demo"}}})
         outcomes = {}
         for matched in (False, True):
@@ -365,7 +356,7 @@ def test_real_face_dataset_warns_and_match_quality_shrinks_the_resolution_cue(tm
                                                                              yunet_model):
     """Eight public figures' 112 px crops vs 160 FairFace images through the real graph, then
     face_dataset again with match_quality: the numbers the README quotes."""
-    from dagster import AssetCheckKey, AssetKey, instance_for_test, materialize
+    from dagster import AssetCheckKey, AssetKey, instance_for_test
 
     from beauty_pipeline.definitions import defs
     from beauty_pipeline.resources import (
@@ -378,28 +369,17 @@ def test_real_face_dataset_warns_and_match_quality_shrinks_the_resolution_cue(tm
 
     crops = require_shared("data", "celebrity_crops_glint")
     fairface = require_shared("data", "fairface_margin025")
-    people = pd.read_csv(crops / "labels.csv").drop_duplicates("identity").head(8)
-    ranking_csv = tmp_path / "ranking.csv"
-    pd.DataFrame({"name": people["identity"], "gender": people["gender"].map(
-        {"M": "male", "F": "female"}), "rank": range(1, len(people) + 1), "list": "test",
-        "year": 2024}).to_csv(ranking_csv, index=False)
+    labels = pd.read_csv(crops / "labels.csv")
+    eight = labels[labels["identity"].isin(labels["identity"].drop_duplicates().head(8))]
+    ranking_csv = ranking_from_labels(eight, tmp_path / "ranking.csv")
     resources = {**defs.resources, "io_manager": ManifestIOManager(root=str(tmp_path)),
                  "storage": StudyStorage(root=str(tmp_path)),
                  "photo_source": PhotoSourceResource(kind="local", local_dir=str(crops)),
                  "demo_data": DemoDataResource(),
                  "face_stage": FacePreprocessing(detector_model_path=str(yunet_model), workers=1)}
     with instance_for_test() as instance:
-        def run(keys, partition=None, ops=None):
-            return materialize(list(defs.assets), selection=[AssetKey(k) for k in keys],
-                               instance=instance, resources=resources, partition_key=partition,
-                               run_config={"ops": ops or {}})
-
-        ranking = run(["ranking"], ops={"ranking": {"config": {"location": str(ranking_csv)}}})
-        persons = ranking.output_for_node("ranking")["person"].tolist()
-        instance.add_dynamic_partitions("person", persons)
-        for person in persons:
-            run(["celebrity_photos", "celebrity_faces"], person,
-                {"celebrity_faces": {"config": {"detector": "yunet"}}})
+        run = asset_runner(instance, resources)
+        materialize_persons(run, instance, str(ranking_csv), "yunet")
         run(["fairface_faces"], ops={"fairface_faces": {"config": {
             "source": "fairface", "fairface_dir": str(fairface), "limit": 160}}})
         outcomes = {}

@@ -10,7 +10,7 @@ import time
 
 import pandas as pd
 import pytest
-from conftest import require_shared
+from conftest import ranking_from_labels, require_shared
 from dagster import AssetCheckKey, AssetKey, DagsterInstance
 
 from beauty_pipeline.data.families import FAMILIES
@@ -50,10 +50,7 @@ def real_study(tmp_path_factory):
     fairface = require_shared("data", "fairface_margin025")
     yunet = require_shared("models", "face_detection_yunet_2026may.onnx")
     root = tmp_path_factory.mktemp("real_study")
-    people = pd.read_csv(crops / "labels.csv").drop_duplicates("identity")
-    pd.DataFrame({"name": people["identity"], "rank": range(1, len(people) + 1),
-                  "gender": people["gender"].map({"M": "male", "F": "female"}),
-                  "list": "public_figures", "year": 2024}).to_csv(root / "ranking.csv", index=False)
+    ranking_from_labels(pd.read_csv(crops / "labels.csv"), root / "ranking.csv", "public_figures")
     (root / "study.yaml").write_text(study_yaml(root, crops, fairface, yunet))
     command = [sys.executable, "-m", "beauty_pipeline.cli", "study", "--config",
                str(root / "study.yaml")]

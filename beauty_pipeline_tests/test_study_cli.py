@@ -11,7 +11,7 @@ import time
 
 import pandas as pd
 import pytest
-from conftest import require_shared
+from conftest import ranking_from_labels, require_shared
 
 from beauty_pipeline.cli import parse_args
 from beauty_pipeline.errors import PipelineError
@@ -94,10 +94,7 @@ def small_study(tmp_path_factory):
         for name in files[:-1]:
             (root / "photos" / person).mkdir(parents=True, exist_ok=True)
             shutil.copy(crops / name, root / "photos" / name)
-    people = chosen.drop_duplicates("identity")
-    pd.DataFrame({"name": people["identity"], "rank": range(1, len(people) + 1),
-                  "gender": people["gender"].map({"M": "male", "F": "female"}),
-                  "list": "test", "year": 2024}).to_csv(root / "ranking.csv", index=False)
+    ranking_from_labels(chosen, root / "ranking.csv")
     command = [sys.executable, "-m", "beauty_pipeline.cli", "study", "--home", str(root / "home"),
                "--ranking", str(root / "ranking.csv"), "--photos", str(root / "photos"),
                "--fairface", str(fairface), "--limit-ordinary", "150", "--models", "resnet18",
