@@ -30,8 +30,6 @@ from beauty_pipeline.settings import (  # noqa: E402
 from beauty_pipeline.study_options import add_study_flags, study_options  # noqa: E402
 from beauty_pipeline.study_run import DemoPlan  # noqa: E402
 
-DAGSTER_YAML = Path(__file__).resolve().parent.parent / "dagster.yaml"
-
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="beauty-pipeline", description=__doc__)

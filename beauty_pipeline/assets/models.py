@@ -80,6 +80,16 @@ def seed_spread(histories: list[list[EpochMetrics]]) -> dict[str, float]:
     return out
 
 
+def log_epoch(metrics: EpochMetrics, prefix: str) -> dict[str, float]:
+    """One epoch's metrics to the active MLflow run at step=epoch; returns them unprefixed."""
+    import mlflow
+
+    values = metrics.as_dict()
+    epoch = int(values.pop("epoch"))
+    mlflow.log_metrics({f"{prefix}{k}": v for k, v in values.items()}, step=epoch)
+    return values
+
+
 def log_unlogged_epochs(run_id: str, prefix: str, history: list[EpochMetrics]) -> None:
     """Log epochs a killed run checkpointed but never sent to MLflow, so a resumed run's curves
     have every epoch."""
@@ -89,9 +99,7 @@ def log_unlogged_epochs(run_id: str, prefix: str, history: list[EpochMetrics]) -
         run_id, f"{prefix}val_accuracy")}
     for metrics in history:
         if metrics.epoch not in logged:
-            values = metrics.as_dict()
-            epoch = int(values.pop("epoch"))
-            mlflow.log_metrics({f"{prefix}{k}": v for k, v in values.items()}, step=epoch)
+            log_epoch(metrics, prefix)
 
 
 def history_table(history: list[EpochMetrics]) -> MetadataValue:
@@ -189,9 +197,7 @@ def classifier(context: AssetExecutionContext, config: TrainConfig,
             prefix = "" if index == 0 else f"seed{seed}_"
 
             def on_epoch(metrics: EpochMetrics, prefix=prefix, seed=seed) -> None:
-                values = metrics.as_dict()
-                epoch = int(values.pop("epoch"))
-                mlflow.log_metrics({f"{prefix}{k}": v for k, v in values.items()}, step=epoch)
+                values, epoch = log_epoch(metrics, prefix), metrics.epoch
                 context.log.info(f"{model_name}/{background} {prefix}epoch {epoch}: " +
                                  ", ".join(f"{k}={v:.4f}" for k, v in values.items()))
                 progress.emit(f"{model_name}/{background} seed {seed}", epoch, settings.epochs,
