@@ -6,11 +6,20 @@ import io
 from pathlib import Path
 
 import pandas as pd
+from PIL import Image
 
+from beauty_pipeline.data.schema import FAIRFACE_AGES, FAIRFACE_GENDERS, FAIRFACE_RACES
+from beauty_pipeline.data.split import MIN_TEST_GROUPS
 from beauty_pipeline.errors import PipelineError
 from beauty_pipeline.storage import ImageStore
 from beauty_pipeline.textfiles import decode_csv_text
-from beauty_pipeline.vision.decode import DEFAULT_MAX_PIXELS, SUFFIXES, ImageDecodeError, decode_image
+from beauty_pipeline.vision.decode import (
+    ALLOWED_FORMATS,
+    DEFAULT_MAX_PIXELS,
+    SUFFIXES,
+    ImageDecodeError,
+    decode_image,
+)
 
 LABEL_FILES = ("fairface_label_train.csv", "fairface_label_val.csv")
 LABEL_COLUMNS = ("file", "age", "gender", "race", "service_test")
@@ -18,6 +27,11 @@ LABEL_COLUMNS = ("file", "age", "gender", "race", "service_test")
 AGE_REPAIRS = {"9-Mar": "3-9", "03-Sep": "3-9", "19-Oct": "10-19", "Oct-19": "10-19"}
 MAX_IMAGE_BYTES = 50_000_000  # the same cap as a local photo folder
 MAX_LABEL_BYTES = 200_000_000
+VOCABULARY = {"age": FAIRFACE_AGES, "gender": FAIRFACE_GENDERS, "race": FAIRFACE_RACES}
+# Each FairFace image is its own identity: the split by identity needs this many (train + test).
+MIN_ORDINARY_IMAGES = MIN_TEST_GROUPS + 1
+MISSING = "image file missing"
+OUTSIDE = "path outside the FairFace folder"
 
 
 class FairFaceError(PipelineError):
@@ -88,8 +102,61 @@ def first_per_split(labels: pd.DataFrame, limit: int) -> pd.DataFrame:
                   < labels["fairface_split"].map(quota)].reset_index(drop=True)
 
 
+def file_problem(root: Path, file: str) -> tuple[str, str]:
+    """('', '') for a label row whose file is an image inside the folder, else (reason, detail):
+    only the header is read here, the full decode comes when the image is stored."""
+    if _outside(root, file):
+        return OUTSIDE, ""
+    path = root / file
+    if path.is_dir():
+        return "not_a_file", f"{file} is a folder"
+    if not path.exists():
+        return MISSING, ""
+    if not path.is_file():
+        return "not_a_file", f"{file} is not a regular file"
+    try:
+        with Image.open(path) as image:
+            fmt = image.format
+    except Exception as error:  # Pillow raises many types for bytes that are not an image
+        return "undecodable", f"{file}: not an image ({type(error).__name__})"
+    if fmt not in ALLOWED_FORMATS:
+        return "undecodable", f"{file}: unsupported image format {fmt}"
+    return "", ""
+
+
+def canonical_labels(labels: pd.DataFrame) -> tuple[pd.DataFrame, pd.Series]:
+    """Labels spelled as FairFace's vocabulary where the repair is certain (case, spacing), and
+    per row the first value that is not FairFace's ('' when all are)."""
+    labels = labels.copy()
+    problems = pd.Series("", index=labels.index)
+    for column, vocabulary in VOCABULARY.items():
+        lookup = {value.casefold(): value for value in vocabulary}
+        raw = labels[column].astype(str)
+        repaired = raw.map(lambda v, lookup=lookup: lookup.get(" ".join(v.split()).casefold(), ""))
+        bad = (repaired == "") & (problems == "")
+        problems[bad] = [f"{column} {value!r} is not one of FairFace's values "
+                         f"({' | '.join(vocabulary)})" for value in raw[bad]]
+        labels[column] = repaired.where(repaired != "", raw)
+    return labels, problems
+
+
+def require_ordinary_class(root: Path | str, usable: int, skipped: pd.DataFrame,
+                           stage: str = "label rows", minimum: int = MIN_ORDINARY_IMAGES) -> None:
+    """Refuse an ordinary class below `minimum` images, naming the folder and what was missing."""
+    if usable >= minimum:
+        return
+    reasons = skipped["reason"].value_counts() if "reason" in skipped else pd.Series(dtype=int)
+    why = ", ".join(f"{reason}: {count}" for reason, count in reasons.items()) or "none skipped"
+    raise FairFaceError(
+        f"FairFace folder {root}: {usable} of {usable + len(skipped)} {stage} have a usable image, "
+        f"{int(reasons.get(MISSING, 0))} image files missing ({why}); the ordinary class needs at "
+        f"least {minimum}: check that fairface_dir is the folder the label files' "
+        "paths are relative to")
+
+
 def read_fairface(root: Path | str, limit: int | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Rows with an existing image file, plus the rows skipped and why (missing, bad labels)."""
+    """Rows with an image file and FairFace labels, plus the rows skipped and why (missing,
+    outside the folder, not_a_file, undecodable, labels outside FairFace's vocabulary)."""
     root = Path(root).expanduser()
     files = label_files(root)
     labels = pd.concat([read_label_file(path).pipe(lambda f, p=path: f.assign(
@@ -98,17 +165,20 @@ def read_fairface(root: Path | str, limit: int | None = None) -> tuple[pd.DataFr
         raise FairFaceError(f"FairFace label file(s) {', '.join(str(f) for f in files)} have a "
                             "header but no rows; download them again")
     labels["age"] = labels["age"].replace(AGE_REPAIRS)
-    traversal = labels["file"].map(lambda f: _outside(root, f))
-    exists = labels["file"].map(lambda f: (root / f).is_file()) & ~traversal
-    bad = ~exists | traversal
-    skipped = labels[bad].assign(
-        reason=["path outside the FairFace folder" if t else "image file missing"
-                for t in traversal[bad]])
+    labels, label_problems = canonical_labels(labels)
+    checked = [file_problem(root, f) for f in labels["file"]]
+    reason = pd.Series([r for r, _ in checked], index=labels.index)
+    detail = pd.Series([d for _, d in checked], index=labels.index)
+    unlabelled = (reason == "") & (label_problems != "")
+    reason[unlabelled], detail[unlabelled] = "not_fairface_label", label_problems[unlabelled]
+    bad = reason != ""
+    skipped = labels[bad].assign(reason=reason[bad], detail=detail[bad]).reset_index(drop=True)
     kept = labels[~bad].reset_index(drop=True)
+    require_ordinary_class(root, len(kept), skipped, minimum=1)  # the split's floor: fairface_faces
     if limit is not None:
         kept = first_per_split(kept, limit)
     kept = kept.assign(path=[str((root / f).resolve()) for f in kept["file"]])
-    return kept, skipped.reset_index(drop=True)
+    return kept, skipped
 
 
 def store_fairface_images(labels: pd.DataFrame, store: ImageStore,

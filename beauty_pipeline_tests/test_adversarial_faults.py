@@ -354,9 +354,12 @@ def fairface(tmp_path):
     return root
 
 
-def labels(root, rows, name="fairface_label_train.csv", codec="utf-8"):
+def labels(root, rows, name="fairface_label_train.csv", codec="utf-8", values=None):
+    """A label file for these image paths; values: (age, gender, race) per row, default valid."""
+    values = values or [("20-29", "Female", "White")] * len(rows)
     text = "file,age,gender,race,service_test\n" + "".join(
-        f"{file},20-29,Female,White,False\n" for file in rows)
+        f"{file},{age},{gender},{race},False\n"
+        for file, (age, gender, race) in zip(rows, values, strict=True))
     (root / name).write_bytes(text.encode(codec))
 
 
@@ -389,8 +392,8 @@ def test_a_utf16_fairface_label_file_is_read(fairface):
 
 
 @pytest.mark.parametrize("content,cap,words", [
-    (b"root:x:0:0:root:/root:/bin/bash\n", 50_000_000, "not a decodable image"),
-    (None, 100, "too large")], ids=["text-as-jpg", "over-the-cap"])
+    (face_like()[:60], 50_000_000, "not a decodable image"),
+    (None, 100, "too large")], ids=["truncated", "over-the-cap"])
 def test_fairface_files_get_the_photo_size_cap_and_decode_check(fairface, tmp_path, content, cap,
                                                                   words):
     if content is not None:
@@ -403,6 +406,94 @@ def test_fairface_files_get_the_photo_size_cap_and_decode_check(fairface, tmp_pa
     assert words in " ".join(refused["reason"])
     if content is not None:
         assert stored["file"].tolist() == ["train/1.jpg"]
+
+
+@pytest.mark.parametrize("make,reason", [
+    (lambda path: path.mkdir(), "not_a_file"),
+    (lambda path: path.write_text("root:x:0:0:root:/root:/bin/bash\n"), "undecodable"),
+    (lambda path: path.write_bytes(b"GIF89a" + bytes(4)), "undecodable"),
+    (lambda path: os.mkfifo(path), "not_a_file")], ids=["folder", "text", "gif-header-only", "fifo"])
+def test_label_rows_that_are_not_image_files_are_dropped_where_read(fairface, make, reason):
+    make(fairface / "train" / "2.jpg")
+    labels(fairface, ["train/1.jpg", "train/2.jpg"])
+    kept, skipped = read_fairface(fairface)
+    assert kept["file"].tolist() == ["train/1.jpg"]
+    assert skipped["reason"].tolist() == [reason] and "train/2.jpg" in skipped["detail"].item()
+
+
+@pytest.mark.parametrize("age,gender,race,column", [
+    ("20-29", "Femal", "White", "gender"), ("20-29", "", "White", "gender"),
+    ("20-29", "Female", "Martian", "race"), ("20-29", "Female", " ", "race"),
+    ("3-90", "Female", "White", "age"), ("", "Female", "White", "age"),
+    ("20-29", "Female", "Latino Hispanic", "race")],
+    ids=["gender-typo", "gender-empty", "race-unknown", "race-blank", "age-unknown", "age-empty",
+         "race-space-for-underscore"])
+def test_labels_outside_fairfaces_vocabulary_are_skipped_with_the_reason(fairface, age, gender,
+                                                                          race, column):
+    (fairface / "train" / "2.jpg").write_bytes(face_like(2))
+    labels(fairface, ["train/1.jpg", "train/2.jpg"],
+           values=[("20-29", "Female", "White"), (age, gender, race)])
+    kept, skipped = read_fairface(fairface)
+    assert kept["file"].tolist() == ["train/1.jpg"]
+    [row] = skipped.to_dict("records")
+    assert row["file"] == "train/2.jpg" and row["reason"] == "not_fairface_label"
+    assert row["detail"].startswith(f"{column} ") and "FairFace" in row["detail"]
+
+
+def test_labels_differing_only_in_case_and_spacing_are_repaired(fairface):
+    (fairface / "train" / "2.jpg").write_bytes(face_like(2))
+    labels(fairface, ["train/1.jpg", "train/2.jpg"],
+           values=[("More Than 70", " female", "east  asian "), ("30-39", "MALE", "Indian")])
+    kept, skipped = read_fairface(fairface)
+    assert skipped.empty
+    assert kept[["age", "gender", "race"]].values.tolist() == [
+        ["more than 70", "Female", "East Asian"], ["30-39", "Male", "Indian"]]
+
+
+def materialize_ordinary_class(tmp_path, root):
+    """fairface_faces through Dagster on this folder, FairFace crops as-is (no detector drops)."""
+    from beauty_pipeline.definitions import defs
+    from beauty_pipeline.resources import FacePreprocessing, ManifestIOManager, StudyStorage
+
+    yunet = require_shared("models", "face_detection_yunet_2026may.onnx")
+    data = str(tmp_path / "root")
+    resources = {**defs.resources, "io_manager": ManifestIOManager(root=data),
+                 "storage": StudyStorage(root=data),
+                 "face_stage": FacePreprocessing(detector_model_path=str(yunet), workers=1)}
+    return materialize([defs.get_assets_def(AssetKey("fairface_faces"))], resources=resources,
+                       run_config={"ops": {"fairface_faces": {"config": {
+                           "source": "fairface", "fairface_dir": str(root),
+                           "preprocessing": "study"}}}})
+
+
+@pytest.mark.parametrize("present,listed", [(0, 4), (2, 5)], ids=["none", "below-minimum"])
+def test_an_ordinary_class_without_enough_images_fails_the_asset(fairface, tmp_path, present,
+                                                                   listed):
+    (fairface / "train" / "1.jpg").unlink()
+    for i in range(present):
+        (fairface / "train" / f"{i}.jpg").write_bytes(face_like(10 + i))
+    labels(fairface, [f"train/{i}.jpg" for i in range(listed)])
+    with pytest.raises(FairFaceError) as caught:
+        materialize_ordinary_class(tmp_path, fairface)
+    message = str(caught.value)
+    assert str(fairface) in message and f"{listed - present} image files missing" in message
+    assert f"{present} of {listed}" in message and "\n" not in message
+    assert not list((tmp_path / "root").glob("manifests/fairface_faces*"))
+
+
+def test_an_ordinary_class_at_the_minimum_materializes_with_its_skip_table(fairface, tmp_path):
+    for i in (2, 3, 4, 7):  # 5.jpg missing, 6.jpg a folder, 7.jpg labelled "Femal"
+        (fairface / "train" / f"{i}.jpg").write_bytes(face_like(10 + i))
+    (fairface / "train" / "6.jpg").mkdir()
+    labels(fairface, [f"train/{i}.jpg" for i in range(2, 8)],
+           values=[("20-29", "Female", "White")] * 4 + [("20-29", "Femal", "White")] * 2)
+    result = materialize_ordinary_class(tmp_path, fairface)
+    [event] = result.get_asset_materialization_events()
+    metadata = event.materialization.metadata
+    assert metadata["kept"].value == 3 and metadata["skipped_label_rows"].value == 3
+    assert metadata["skipped_label_reasons"].value == {
+        "image file missing": 1, "not_a_file": 1, "not_fairface_label": 1}
+    assert "Femal" in metadata["skipped_labels"].value
 
 
 # ---------------------------------------------------------------- user text is escaped

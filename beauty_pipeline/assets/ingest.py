@@ -17,6 +17,7 @@ from beauty_pipeline.assets.common import (
 from beauty_pipeline.assets.faces import ordinary_faces_from_fairface
 from beauty_pipeline.demo.source import demo_ordinary_manifest, demo_ranking
 from beauty_pipeline.errors import PipelineError
+from beauty_pipeline.fairface import require_ordinary_class
 from beauty_pipeline.partitions import person_partitions
 from beauty_pipeline.person_registry import PersonKeyRegistry
 from beauty_pipeline.ranking import load_ranking, ranking_digest, validate_ranking
@@ -107,6 +108,10 @@ def fairface_faces(context: AssetExecutionContext, config: FairfaceConfig,
         skipped = pd.DataFrame()
     elif config.source == "fairface":
         faces, skipped = ordinary_faces_from_fairface(config, storage, face_stage)
+        require_ordinary_class(config.fairface_dir, int((faces["drop_reason"] == "").sum()),
+                               pd.concat([skipped, faces.loc[faces["drop_reason"] != "", [
+                                   "drop_reason"]].rename(columns={"drop_reason": "reason"})]),
+                               "label rows after the face stage")
     else:
         raise PipelineError(f"unknown ordinary source {config.source!r}; expected demo | fairface")
     kept = faces[faces["drop_reason"] == ""]
@@ -114,6 +119,10 @@ def fairface_faces(context: AssetExecutionContext, config: FairfaceConfig,
                   metadata={"source": config.source, "kept": len(kept),
                             "dropped": counts_by(faces[faces["drop_reason"] != ""], "drop_reason"),
                             "skipped_label_rows": len(skipped),
+                            "skipped_label_reasons": counts_by(skipped, "reason"),
+                            "skipped_labels": table_md(skipped[[c for c in (
+                                "file", "age", "gender", "race", "reason", "detail")
+                                if c in skipped]]),
                             "by_gender_race": counts_by(kept, "gender", "race"),
                             "preprocessing": MetadataValue.text(
                                 ", ".join(sorted(kept["preprocessing"].unique())))})
