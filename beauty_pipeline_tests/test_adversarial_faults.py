@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -342,6 +343,66 @@ def test_a_corrupt_rembg_model_is_named(tmp_path, monkeypatch, content):
     with pytest.raises(SegmenterUnavailable, match="rembg_model_path") as caught:
         RembgSegmenter(model_path=str(path))
     assert isinstance(caught.value, PipelineError) and str(path) in str(caught.value)
+
+
+def a_real_face(side: int = 96) -> np.ndarray:
+    from PIL import Image
+
+    crops = require_shared("data", "fairface_margin125")
+    with Image.open(crops / "fairface_0001.jpg") as image:
+        return np.asarray(image.convert("RGB").resize((side, side)))
+
+
+def test_a_same_named_file_in_rembgs_folder_never_shadows_the_configured_model(tmp_path,
+                                                                               monkeypatch):
+    from beauty_pipeline.vision.segmentation import RembgSegmenter, file_digest
+
+    isnet = require_shared("models", "isnet_small.onnx")
+    impostor = require_shared("models", "face_detection_yunet_2026may.onnx")  # another network
+    image = a_real_face()
+    monkeypatch.setenv("U2NET_HOME", str(tmp_path / "clean"))
+    expected = RembgSegmenter(model_path=str(isnet)).mask(image)
+    home = tmp_path / "u2net"
+    (home / "custom").mkdir(parents=True)
+    shutil.copy(impostor, home / "custom" / isnet.name)
+    monkeypatch.setenv("U2NET_HOME", str(home))
+    segmenter = RembgSegmenter(model_path=str(isnet))
+    assert segmenter.model_file.resolve() == isnet.resolve()
+    assert np.array_equal(segmenter.mask(image), expected) and 0 < expected.mean() < 255
+    assert file_digest(home / "custom" / isnet.name) == file_digest(impostor)  # left alone
+
+
+def test_a_different_file_where_the_model_would_load_is_refused_naming_both(tmp_path,
+                                                                           monkeypatch):
+    from beauty_pipeline.vision.segmentation import (
+        RembgSegmenter,
+        SegmenterUnavailable,
+        file_digest,
+    )
+
+    isnet = require_shared("models", "isnet_small.onnx")
+    home = tmp_path / "u2net"
+    planted = home / "custom" / file_digest(isnet) / isnet.name
+    planted.parent.mkdir(parents=True)
+    planted.write_bytes(b"not the configured model")
+    monkeypatch.setenv("U2NET_HOME", str(home))
+    with pytest.raises(SegmenterUnavailable) as caught:
+        RembgSegmenter(model_path=str(isnet))
+    message = str(caught.value)
+    assert str(isnet.resolve()) in message and str(planted) in message and "\n" not in message
+
+
+def test_rembg_offline_names_the_way_out(tmp_path, monkeypatch):
+    from beauty_pipeline.vision.segmentation import RembgSegmenter, SegmenterUnavailable
+
+    monkeypatch.setenv("U2NET_HOME", str(tmp_path / "u2net"))  # no model cached
+    for name in ("HTTPS_PROXY", "HTTP_PROXY", "https_proxy", "http_proxy"):
+        monkeypatch.setenv(name, "http://127.0.0.1:9")  # offline: nothing listens there
+    with pytest.raises(SegmenterUnavailable) as caught:
+        RembgSegmenter("u2net_human_seg")
+    message = str(caught.value)
+    assert "--segmenter grabcut" in message and "--rembg-model-path" in message
+    assert "\n" not in message and len(message) < 500
 
 
 # ---------------------------------------------------------------- FairFace folders

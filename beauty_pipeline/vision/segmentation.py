@@ -48,8 +48,10 @@ class RembgSegmenter:
             if not path.is_file():
                 raise SegmenterUnavailable(f"rembg model file not found: {path}")
             kind = "u2net_custom" if "u2net" in path.name.lower() else "dis_custom"
+            digest = file_digest(path)
+            self.model_file = inside_rembg_home(path, digest)  # what rembg opens: this file
             try:
-                self.session = rembg.new_session(kind, model_path=str(inside_rembg_home(path)),
+                self.session = rembg.new_session(kind, model_path=str(self.model_file),
                                                  sess_opts=options)
                 rembg.remove(np.zeros((32, 32, 3), np.uint8), session=self.session,
                              only_mask=True)  # a different network fails here, not per image
@@ -59,16 +61,19 @@ class RembgSegmenter:
                     f"{str(error).splitlines()[0][:120]}); set rembg_model_path to a valid "
                     "U2-Net / IS-Net ONNX file") from error
             self.detail = f"{kind}:{path.name}"
-            self.cache_id = f"rembg-{rembg.__version__}:{kind}:sha256={file_digest(path)}"
+            self.cache_id = f"rembg-{rembg.__version__}:{kind}:sha256={digest}"
         else:
             self.cache_id = f"rembg-{rembg.__version__}:{model}"
             try:
                 self.session = rembg.new_session(model, sess_opts=options)
             except Exception as error:
+                cause = str(error).splitlines()[0][:100] if str(error) else ""
                 raise SegmenterUnavailable(
-                    f"rembg could not load model {model!r} ({error.__class__.__name__}: {error}). "
-                    "Offline? Download it once with network access, or set rembg_model_path to a "
-                    "local ONNX file, or choose backend 'grabcut'."
+                    f"rembg could not load model {model!r} ({error.__class__.__name__}: {cause}). "
+                    "Offline? Use the GrabCut segmenter (--segmenter grabcut; segmenter 'grabcut' "
+                    "in the asset config), or a local U2-Net / IS-Net ONNX file "
+                    "(--rembg-model-path FILE; rembg_model_path), or download the model once "
+                    "with network access"
                 ) from error
             self.detail = model
         self._remove = rembg.remove
@@ -139,17 +144,23 @@ def rembg_home() -> Path:
     return Path(BaseSession.rembg_home()).expanduser().absolute()
 
 
-def inside_rembg_home(path: Path) -> Path:
-    """rembg refuses custom models outside its home: link a local file in under custom/."""
+def inside_rembg_home(path: Path, digest: str) -> Path:
+    """rembg loads custom models only from its home: link the file in under custom/<sha256>/, so
+    another file of the same name there is never loaded instead; refuse one that still differs."""
     home = rembg_home()
     if path.is_relative_to(home):
         return path
-    link = home / "custom" / path.name
+    link = home / "custom" / digest / path.name
     link.parent.mkdir(parents=True, exist_ok=True)
     if link.is_symlink() and link.resolve() != path:
         link.unlink()
     if not link.exists():
         link.symlink_to(path)
+    found = file_digest(link)
+    if found != digest:
+        raise SegmenterUnavailable(
+            f"rembg_model_path {path} (sha256 {digest}...) would load as {link}, a different file "
+            f"of the same name in rembg's model folder (sha256 {found}...); remove {link}")
     return link
 
 
