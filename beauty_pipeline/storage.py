@@ -18,6 +18,7 @@ import pandas as pd
 from PIL import Image
 
 from beauty_pipeline.errors import PipelineError
+from beauty_pipeline.vision.decode import to_rgb8
 
 
 class StoredImageError(PipelineError):
@@ -139,7 +140,8 @@ class ImageStore:
     def load(self, key: str, mode: str = "RGB") -> np.ndarray:
         """Decode a stored image as a uint8 array (RGB by default, 'L' for masks), verified."""
         with Image.open(io.BytesIO(self.read_verified(key))) as image:
-            return np.asarray(image.convert(mode))
+            # RGB through the decoder's one conversion: transparency lands on ALPHA_BACKGROUND
+            return to_rgb8(image) if mode == "RGB" else np.asarray(image.convert(mode))
 
     def size(self, key: str) -> tuple[int, int]:
         """(height, width) of a stored image from its header alone, without decoding pixels."""

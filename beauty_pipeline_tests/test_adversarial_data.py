@@ -23,6 +23,7 @@ from adversarial_support import (
     reply,
     write_ranking,
 )
+from conftest import require_shared
 from dagster import (
     AddDynamicPartitionsRequest,
     DeleteDynamicPartitionsRequest,
@@ -287,6 +288,39 @@ def test_palette_transparency_lands_on_the_background():
 def test_half_transparent_red_is_blended_not_blackened():
     pixels, _ = decode_image(png_bytes(Image.new("RGBA", (4, 4), (255, 0, 0, 128))))
     assert pixels[0, 0, 0] == 255 and 120 < pixels[0, 0, 1] < 135
+
+
+def cut_out(band: int = 10) -> bytes:
+    """A real face as a cut-out PNG: a transparent band round it, black underneath as tools save
+    it, so dropping alpha shows black there."""
+    crops = require_shared("data", "celebrity_crops_glint", "Halle_Berry")
+    face, _ = decode_image(sorted(crops.iterdir())[0].read_bytes())
+    rgba = np.dstack([face, np.full(face.shape[:2], 255, np.uint8)])
+    rgba[:band], rgba[-band:], rgba[:, :band], rgba[:, -band:] = 0, 0, 0, 0
+    return png_bytes(Image.fromarray(rgba, "RGBA"))
+
+
+@pytest.mark.parametrize("source", ["fairface-as-is", "photo-crop", "stored-image"])
+def test_a_transparent_photo_lands_on_the_plate_in_every_source(tmp_path, source):
+    from beauty_pipeline.vision.faces import FaceConfig, process_photos
+
+    store = ImageStore(tmp_path / "images")
+    key = store.put_bytes(cut_out())
+    if source == "stored-image":
+        assert tuple(store.load(key)[0, 0]) == ALPHA_BACKGROUND
+        return
+    opaque = store.put_bytes(face_like(3, 160))
+    model = require_shared("models", "face_detection_yunet_2026may.onnx")
+    config = FaceConfig(detector_model_path=str(model), min_face_px=20, workers=1, margin=0.6,
+                        preprocessing="study")
+    kept, report = process_photos([(0, key), (1, opaque)], store, config, person="p",
+                                  looks=0 if source == "fairface-as-is" else 1)
+    [row] = kept[kept["row_id"] == 0].to_dict("records")
+    pixels = store.load(row["image_key"])
+    corner = pixels[0, 0] if source == "fairface-as-is" else pixels[2, pixels.shape[1] // 2]
+    assert tuple(corner) == ALPHA_BACKGROUND
+    assert not (pixels == 0).all(axis=2).any(), "a transparent pixel turned black"
+    assert report["had_alpha"].tolist() == [True, False] and bool(row["had_alpha"])
 
 
 @pytest.mark.parametrize("image", [Image.new("CMYK", (8, 8), (0, 255, 255, 0)),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import warnings
+from typing import NamedTuple
 
 import numpy as np
 from PIL import Image, ImageOps
@@ -16,7 +17,8 @@ SUFFIXES = {"JPEG": "jpg", "MPO": "jpg", "PNG": "png", "GIF": "gif", "BMP": "bmp
             "TIFF": "tif"}
 
 
-# Transparent pixels are composited on white: the study's own "white" background.
+# Transparent pixels are composited on white: the study's own "white" background. Every source
+# (photo folders, Bing, FairFace, stored images) reaches pixels through to_rgb8, so all share it.
 ALPHA_BACKGROUND = (255, 255, 255)
 _SIXTEEN_BIT = ("I;16", "I;16L", "I;16B", "I;16N")
 _ALPHA_MODES = ("RGBA", "LA", "PA", "RGBa", "La")
@@ -24,6 +26,21 @@ _ALPHA_MODES = ("RGBA", "LA", "PA", "RGBa", "La")
 
 class ImageDecodeError(PipelineError):
     """Bytes that are not a complete, acceptable image; the message is the recorded reason."""
+
+
+class DecodedImage(NamedTuple):
+    """An upright RGB uint8 image, its format, and whether transparency was composited away."""
+
+    pixels: np.ndarray
+    fmt: str
+    had_alpha: bool  # some pixels were transparent or translucent: now on ALPHA_BACKGROUND
+
+
+def has_alpha(image: Image.Image) -> bool:
+    """Whether any pixel is less than fully opaque (an alpha channel or a transparent colour)."""
+    if image.mode not in _ALPHA_MODES and "transparency" not in image.info:
+        return False
+    return bool((np.asarray(image.convert("RGBA"))[..., 3] < 255).any())
 
 
 def _grey_to_rgb(grey: np.ndarray) -> np.ndarray:
@@ -62,6 +79,12 @@ def to_rgb8(image: Image.Image) -> np.ndarray:
 
 def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[np.ndarray, str]:
     """Fully decode to an upright RGB uint8 array; returns it and Pillow's format name."""
+    decoded = decode_photo(data, max_pixels)
+    return decoded.pixels, decoded.fmt
+
+
+def decode_photo(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> DecodedImage:
+    """decode_image, also saying whether transparent pixels were composited onto the plate."""
     if not data:
         raise ImageDecodeError("empty file")
     try:
@@ -76,11 +99,12 @@ def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[np.
                                        f"exceeds the limit of {max_pixels}")
             image.load()  # a truncated or corrupt file raises here
             fmt = image.format
-            pixels = to_rgb8(ImageOps.exif_transpose(image))
+            upright = ImageOps.exif_transpose(image)
+            pixels, transparent = to_rgb8(upright), has_alpha(upright)
     except ImageDecodeError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
         raise ImageDecodeError(f"decompression bomb guard: {error}") from error
     except Exception as error:  # Pillow raises many types for bad bytes; all mean "not an image"
         raise ImageDecodeError(f"not a decodable image: {type(error).__name__}: {error}") from error
-    return pixels, fmt
+    return DecodedImage(pixels, fmt, transparent)

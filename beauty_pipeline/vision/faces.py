@@ -16,7 +16,7 @@ from beauty_pipeline.modelfiles import YUNET, obtain_model_file
 from beauty_pipeline.parallel import run_in_pool
 from beauty_pipeline.storage import ImageStore
 from beauty_pipeline.vision.crop import ALIGNED_PRIOR_BOX, padded_fraction, square_crop
-from beauty_pipeline.vision.decode import DEFAULT_MAX_PIXELS, ImageDecodeError, decode_image
+from beauty_pipeline.vision.decode import DEFAULT_MAX_PIXELS, ImageDecodeError, decode_photo
 from beauty_pipeline.vision.dedup import DEFAULT_THRESHOLD as DEDUP_THRESHOLD
 from beauty_pipeline.vision.dedup import near_duplicate_groups, phash
 from beauty_pipeline.vision.detection import Face, FaceDetector
@@ -28,7 +28,7 @@ DROP_REASONS = ("", "undecodable", "no_face", "several_faces", "too_small", "non
                 "not_upright", "near_duplicate")
 REPORT_COLUMNS = ["row_id", "source_key", "person", "drop_reason", "detail", "n_faces",
                   "det_score", "face_px", "yaw", "pitch", "roll", "pad_fraction", "image_key",
-                  "phash", "jpeg_quality", "sharpness", "face_share"]
+                  "phash", "jpeg_quality", "sharpness", "face_share", "had_alpha"]
 LABEL_COLUMNS = ("person", "looks", "age", "gender", "race", "source")
 
 
@@ -98,7 +98,7 @@ def _empty_result(row_id, key: str) -> dict:
             "det_score": np.nan, "face_px": np.nan, "yaw": np.nan, "pitch": np.nan,
             "roll": np.nan, "pad_fraction": np.nan, "image_key": "", "phash": "", "face_box": None,
             "face_region_source": "", "jpeg_quality": np.nan, "sharpness": np.nan,
-            "face_share": np.nan}
+            "face_share": np.nan, "had_alpha": False}
 
 
 def _pose(face: Face, image: np.ndarray, hopenet: HopeNetPose | None) -> HeadPose:
@@ -113,10 +113,12 @@ def _process_one(row_id, key: str, as_is: bool, store: ImageStore, config: FaceC
     result = _empty_result(row_id, key)
     try:
         data = store.read_verified(key)
-        image, _ = decode_image(data, config.max_pixels)
+        decoded = decode_photo(data, config.max_pixels)
+        image = decoded.pixels
         faces = detector.detect(image)
     except (OSError, ImageDecodeError, cv2.error) as error:
         return {**result, "drop_reason": "undecodable", "detail": str(error)}
+    result["had_alpha"] = decoded.had_alpha
     result["n_faces"] = len(faces)
     height, width = image.shape[:2]
     # quality cues of the source, on the face box the crop (or the as-is image) is built around
@@ -130,7 +132,9 @@ def _process_one(row_id, key: str, as_is: bool, store: ImageStore, config: FaceC
     if as_is:
         # The study's ordinary class: the aligned crop unchanged, face box from detection if any.
         box = faces[0].box if faces else _aligned_prior(width, height)
-        return {**result, "image_key": key, "phash": phash(image), "face_box": box,
+        # a transparent photo is kept as composited on the plate, as every crop is
+        return {**result, "image_key": store.put_array(image) if decoded.had_alpha else key,
+                "phash": phash(image), "face_box": box,
                 "face_region_source": "detection" if faces else "aligned_prior",
                 "pad_fraction": 0.0}
     if not faces:
@@ -270,6 +274,7 @@ def _kept_faces(frame: pd.DataFrame, results: pd.DataFrame, config: FaceConfig,
         "pad_fraction": done["pad_fraction"].astype(float),
         "det_score": done["det_score"], "source_key": done["source_key"],
         "row_id": done["row_id"], **{cue: done[cue].astype(float) for cue in CUES},
+        "had_alpha": done["had_alpha"].astype(bool),
     })
     faces["looks"] = faces["looks"].astype("int64")
     for column in ("person", "age", "gender", "race", "source"):
