@@ -16,7 +16,14 @@ from dagster import BetaWarning, PreviewWarning
 for _category in (UserWarning, BetaWarning, PreviewWarning):  # notices, not problems of the run
     warnings.filterwarnings("ignore", category=_category)
 
-from beauty_pipeline.console import ProgressView, closing_summary, prepare_home  # noqa: E402
+from beauty_pipeline.console import (  # noqa: E402
+    ProgressView,
+    closing_summary,
+    log_traceback,
+    prepare_home,
+    run_log,
+    stderr_into,
+)
 from beauty_pipeline.demo.zoo import WORLDS, ZooSettings  # noqa: E402
 from beauty_pipeline.resources.face_stage import YUNET_ENV  # noqa: E402
 from beauty_pipeline.settings import (  # noqa: E402
@@ -147,18 +154,28 @@ def run_study(args: argparse.Namespace) -> int:
           f"{len(o.models)} models x {len(o.backgrounds)} backgrounds, {o.image_size} px, "
           f"{o.epochs} epochs, {o.seeds} seed(s) -> {home}")
     started = time.perf_counter()
+    log_file = run_log(home, "study")  # Dagster's log and any traceback go here, not on screen
     try:
-        with DagsterInstance.get() as instance, ProgressView() as view, listening(view):
+        with DagsterInstance.get() as instance, ProgressView(sys.stderr) as view, \
+                listening(view), stderr_into(log_file):
             report = full_pass(instance, plan, log=lambda line: print(f"  {line}", flush=True),
                                ledger=StepLedger(home / "study-steps.json"))
     except (KeyboardInterrupt, DagsterExecutionInterruptedError):
         print("\ninterrupted: finished steps and epochs are kept; run the same command again to "
-              "continue", file=sys.stderr)
+              f"continue (log: {log_file})", file=sys.stderr)
         return 130
     except PipelineError as error:
-        print(f"beauty-pipeline study: {error}", file=sys.stderr)
+        log_traceback(log_file, error)
+        print(f"beauty-pipeline study: {error}\n  full log: {log_file}", file=sys.stderr)
+        return 1
+    except Exception as error:  # a fault, not a bad input: one line here, the traceback logged
+        log_traceback(log_file, error)
+        print(f"beauty-pipeline study: stopped by {type(error).__name__}: "
+              f"{str(error).splitlines()[0] if str(error) else ''}\n"
+              f"  full log with the traceback: {log_file}", file=sys.stderr)
         return 1
     print(closing_summary(home, env_file, report, (time.perf_counter() - started) / 60))
+    print(f"  run log         : {log_file}")
     return 0
 
 
@@ -181,12 +198,16 @@ def run_zoo_command(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    if args.command == "demo":
-        return run_demo(args)
-    if args.command == "study":
-        return run_study(args)
-    if args.command == "zoo":
-        return run_zoo_command(args)
+    try:
+        if args.command == "demo":
+            return run_demo(args)
+        if args.command == "study":
+            return run_study(args)
+        if args.command == "zoo":
+            return run_zoo_command(args)
+    except KeyboardInterrupt:  # outside a study's steps (start-up, demo, zoo): no traceback
+        print("\ninterrupted", file=sys.stderr)
+        return 130
     return 2
 
 

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import resource
 import shutil
 import sys
+import time
+import traceback
+from collections.abc import Iterator
 from pathlib import Path
 
 from beauty_pipeline.progress import ProgressEvent
@@ -69,6 +73,28 @@ Open the Dagster UI on this data:
   . {env_file} && dagster dev -m beauty_pipeline.definitions -h 127.0.0.1 -p 3000
 Open the MLflow UI on this data:
   mlflow ui --backend-store-uri sqlite:///{home / 'mlflow.db'} -h 127.0.0.1 -p 5000"""
+
+
+def run_log(home: Path, name: str) -> Path:
+    """This command's log file under <home>/logs (one per start, UTC time in the name)."""
+    return home / "logs" / f"{name}-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}.log"
+
+
+@contextlib.contextmanager
+def stderr_into(path: Path) -> Iterator[Path]:
+    """Send what the block writes to sys.stderr (Dagster's console log with its stack traces,
+    library chatter) to the log file: the terminal keeps the progress and the one-line result."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a", encoding="utf-8", buffering=1) as handle, \
+            contextlib.redirect_stderr(handle):
+        yield path
+
+
+def log_traceback(path: Path, error: BaseException) -> None:
+    """Append the full traceback of the error that stopped the command to its log file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a", encoding="utf-8") as handle:
+        handle.write("".join(traceback.format_exception(error)))
 
 
 class ProgressView:

@@ -25,7 +25,7 @@ from adversarial_support import (
     reply,
     trickle,
 )
-from conftest import require_shared
+from conftest import ranking_from_labels, require_shared
 from dagster import AssetKey, Failure, materialize
 from pydantic import ValidationError
 
@@ -649,3 +649,79 @@ def test_the_frontal_filter_records_the_turned_face_reason(tmp_path):
     assert report["drop_reason"].tolist() == ["", "not_upright"]
     assert "upside down" in report["detail"].iloc[1]
     assert json.dumps(report["detail"].tolist())
+
+
+# ---------------------------------------------------------------- the CLI shows one line, not a trace
+
+def cli_study(tmp_path, *flags) -> list[str]:
+    """`beauty-pipeline study` on three copied public figures and 30 FairFace faces, tiny sizes."""
+    crops = require_shared("data", "celebrity_crops_glint")
+    yunet = require_shared("models", "face_detection_yunet_2026may.onnx")
+    fairface = require_shared("data", "fairface_margin025")
+    table = pd.read_csv(crops / "labels.csv")
+    chosen = table[table["file"].str.split("/").str[0].isin(
+        ["Barack_Obama", "Drew_Barrymore", "Will_Smith"])]
+    for name in chosen["file"]:
+        (tmp_path / "photos" / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(crops / name, tmp_path / "photos" / name)
+    ranking_from_labels(chosen, tmp_path / "ranking.csv")
+    return [sys.executable, "-m", "beauty_pipeline.cli", "study", "--home", str(tmp_path / "home"),
+            "--ranking", str(tmp_path / "ranking.csv"), "--photos", str(tmp_path / "photos"),
+            "--fairface", str(fairface), "--limit-ordinary", "30", "--models", "resnet18",
+            "--image-size", "32", "--epochs", "1", "--backbone-epochs", "1", "--seeds", "1",
+            "--detector-model", str(yunet), "--workers", "1", *flags]
+
+
+def offline_env(tmp_path) -> dict:
+    """This process's environment with no rembg model cached and no way out to the network."""
+    dead = "http://127.0.0.1:9"  # nothing listens on the discard port
+    return {**os.environ, "U2NET_HOME": str(tmp_path / "u2net"), "HTTPS_PROXY": dead,
+            "HTTP_PROXY": dead, "https_proxy": dead, "http_proxy": dead,
+            "PYTHONPATH": os.pathsep.join(sys.path)}
+
+
+def assert_no_traceback(output: str) -> None:
+    assert "Traceback" not in output and "Stack Trace" not in output, output[-3000:]
+
+
+@pytest.mark.slow  # trains a one-epoch backbone at 32 px before the segmenter step
+def test_offline_study_with_the_default_segmenter_prints_one_line_and_the_way_out(tmp_path):
+    done = subprocess.run(cli_study(tmp_path, "--backgrounds", "white"), cwd=tmp_path,
+                          env=offline_env(tmp_path), capture_output=True, text=True, timeout=900)
+    output = done.stdout + done.stderr
+    assert done.returncode == 1, output[-3000:]
+    assert_no_traceback(output)
+    [line] = [x for x in done.stderr.splitlines() if x.startswith("beauty-pipeline study:")]
+    assert "rembg could not load model" in line
+    assert "--segmenter grabcut" in line and "--rembg-model-path" in line
+    [log] = (tmp_path / "home" / "logs").glob("study-*.log")
+    assert f"full log: {log}" in done.stderr
+    full = log.read_text()
+    assert "STEP_FAILURE" in full and "Traceback" in full and "SegmenterUnavailable" in full
+
+
+def test_ctrl_c_during_a_step_prints_the_resume_hint_and_no_traceback(tmp_path):
+    import signal
+    import threading
+
+    asked = threading.Event()
+
+    def hang(request):
+        asked.set()
+        trickle(request, HEADER.encode(), seconds=60)
+
+    with Server(hang) as server:
+        command = cli_study(tmp_path, "--segmenter", "grabcut")
+        command[command.index("--ranking") + 1] = f"{server.base}/ranking.csv"
+        env = {**offline_env(tmp_path), "BEAUTY_PIPELINE_ALLOW_PRIVATE_HOSTS": "1"}
+        for name in ("HTTP_PROXY", "http_proxy"):
+            env.pop(name)
+        env["NO_PROXY"] = env["no_proxy"] = "127.0.0.1"
+        process = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                                   stderr=subprocess.PIPE, text=True)
+        assert asked.wait(300), "the study never asked for its ranking"
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=300)
+    assert process.returncode == 130, (out + err)[-3000:]
+    assert_no_traceback(out + err)
+    assert "run the same command again to continue" in err
