@@ -49,6 +49,7 @@ class TrainSettings:
     amp: bool = True
     channels_last: bool = True
     threads: int = 0  # 0 = torch default
+    eval_batch_size: int = 0  # 0 = max(batch, 64) on the CPU; on CUDA as large as memory allows
 
     def __post_init__(self):
         for name in ("epochs", "batch_size", "image_size", "learning_rate"):
