@@ -359,13 +359,16 @@ def test_classifier_step_pod_requests_one_gpu_and_mounts_the_data_root(values, e
     assert env[settings.HOME_ENV] == "/data"
 
 
-def test_classifier_and_backbone_steps_are_in_the_training_pool():
-    """The pool the instance caps (concurrency.pools) is the one the training assets use."""
+def test_gpu_steps_are_in_the_gpu_pool_and_cpu_steps_are_not():
+    """The pool the instance caps (concurrency.pools) is the one every GPU step uses; the CPU
+    stages (faces, study set, background variants) stay outside it, free to run beside them."""
     from dagster import AssetKey
 
     from beauty_pipeline.definitions import defs
 
     graph = defs.resolve_asset_graph()
-    for key in ("classifier", "fairface_backbone"):
+    for key in ("classifier", "fairface_backbone", "gradcam", "shortcut_audit"):
         node = graph.get(AssetKey(key))
-        assert node.assets_def.node_def.pool == "training", key
+        assert node.assets_def.node_def.pool == "gpu", key
+    for key in ("celebrity_faces", "face_dataset", "face_dataset_variant"):
+        assert graph.get(AssetKey(key)).assets_def.node_def.pool is None, key
