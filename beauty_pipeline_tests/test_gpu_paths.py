@@ -3,6 +3,8 @@ batches; CUDA-only comparisons skip (with the reason) where no GPU exists."""
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 import torch
@@ -161,3 +163,25 @@ def test_cuda_heatmaps_equal_the_cpus(name):
     for mine, theirs in zip(on_cuda.heatmaps, on_cpu.heatmaps, strict=True):
         if theirs.max() > 0:
             assert _pearson(mine, theirs) >= 0.99
+
+
+def test_device_flag_on_study_and_demo(tmp_path, monkeypatch):
+    """--device reaches BEAUTY_PIPELINE_DEVICE (what every step's 'auto' follows); a wrong
+    value is a clear error before anything runs."""
+    from beauty_pipeline.cli import demo_environment, parse_args, run_demo, study_environment
+    from beauty_pipeline.errors import PipelineError
+    from beauty_pipeline.study_options import StudyOptions
+    from beauty_pipeline.study_run import StudyPlan
+
+    folder = str(tmp_path)
+    plan = StudyPlan(StudyOptions(photos=folder, fairface=folder, home=folder, device="cuda:1"))
+    assert study_environment(plan)["BEAUTY_PIPELINE_DEVICE"] == "cuda:1"
+    for wrong in ("gpu", "cuda:x", "cpu "):
+        with pytest.raises(PipelineError, match="--device"):
+            StudyOptions(photos=folder, fairface=folder, device=wrong)
+    args = parse_args(["demo", "--home", folder, "--device", "cpu"])
+    assert demo_environment(args, tmp_path)["BEAUTY_PIPELINE_DEVICE"] == "cpu"
+    assert parse_args(["study", "--device", "cuda"]).device == "cuda"
+    monkeypatch.delenv("BEAUTY_PIPELINE_DEVICE", raising=False)
+    assert run_demo(parse_args(["demo", "--home", folder, "--device", "tpu"])) == 2
+    assert "BEAUTY_PIPELINE_DEVICE" not in os.environ
