@@ -185,3 +185,27 @@ def test_device_flag_on_study_and_demo(tmp_path, monkeypatch):
     monkeypatch.delenv("BEAUTY_PIPELINE_DEVICE", raising=False)
     assert run_demo(parse_args(["demo", "--home", folder, "--device", "tpu"])) == 2
     assert "BEAUTY_PIPELINE_DEVICE" not in os.environ
+
+
+@needs_cuda
+@pytest.mark.slow
+def test_demo_partition_face_mass_and_verdict_same_on_cuda_as_on_cpu(tmp_path, monkeypatch):
+    """One demo partition trained on the CPU, audited on the CPU and again on CUDA: FaceMass
+    within +-0.01 per class and overall, and the same verdict."""
+    from dagster import MultiPartitionKey, instance_for_test
+
+    from beauty_pipeline.study_run import DemoPlan, full_pass, run_assets
+
+    monkeypatch.setenv("BEAUTY_PIPELINE_DEVICE", "cpu")
+    plan = DemoPlan(home=tmp_path, models=("resnet18",), backgrounds=("original",),
+                    image_size=48, persons=30, photos_per_person=6, ordinary=180, epochs=6,
+                    backbone_epochs=1, batch_size=16, learning_rate=1e-3)
+    key = MultiPartitionKey({"model": "resnet18", "background": "original"})
+    with instance_for_test() as instance:
+        on_cpu = full_pass(instance, plan, log=lambda _: None).partitions["resnet18/original"]
+        monkeypatch.setenv("BEAUTY_PIPELINE_DEVICE", "cuda")
+        again = run_assets(instance, plan, ["gradcam", "shortcut_audit"], key)
+        on_cuda = {k: again.output_for_node(k) for k in ("gradcam", "shortcut_audit")}
+    for name in ("face_mass", "face_mass_celebrity", "face_mass_ordinary"):
+        assert abs(on_cuda["gradcam"][name] - on_cpu["gradcam"][name]) <= 0.01, name
+    assert on_cuda["shortcut_audit"]["verdict"] == on_cpu["shortcut_audit"]["verdict"]
