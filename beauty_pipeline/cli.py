@@ -29,10 +29,13 @@ from beauty_pipeline.resources.face_stage import YUNET_ENV  # noqa: E402
 from beauty_pipeline.settings import (  # noqa: E402
     BACKGROUNDS,
     DEMO_MODELS,
+    DEVICE_ENV,
+    DEVICE_HELP,
     FAIRFACE_CHECKPOINT_ENV,
     FAIRFACE_DIR_ENV,
     HOME_ENV,
     MODELS,
+    checked_device,
 )
 from beauty_pipeline.study_options import add_study_flags, study_options  # noqa: E402
 from beauty_pipeline.study_run import DemoPlan  # noqa: E402
@@ -56,6 +59,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     demo.add_argument("--batch-size", type=int, default=DemoPlan.batch_size)
     demo.add_argument("--learning-rate", type=float, default=DemoPlan.learning_rate)
     demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--device", default="auto", help=DEVICE_HELP)
     demo.add_argument("--seeds", type=int, default=DemoPlan.seeds,
                       help="training repeats per partition (mean and spread reported)")
     study = sub.add_parser("study", help="the real study: a ranking, photo folders (or Bing) and "
@@ -88,12 +92,20 @@ def demo_environment(args: argparse.Namespace, home: Path) -> dict[str, str]:
         "BEAUTY_PIPELINE_DEMO_PHOTOS_PER_PERSON": str(args.photos_per_person),
         "BEAUTY_PIPELINE_DEMO_ORDINARY": str(args.ordinary),
         "BEAUTY_PIPELINE_DEMO_SEED": str(args.seed),
+        DEVICE_ENV: args.device,
     }
 
 
 def run_demo(args: argparse.Namespace) -> int:
     logging.getLogger("mlflow").setLevel(logging.WARNING)
     home = Path(args.home).expanduser().resolve()
+    from beauty_pipeline.errors import PipelineError
+
+    try:
+        checked_device(args.device)
+    except PipelineError as error:
+        print(f"beauty-pipeline demo: {error}", file=sys.stderr)
+        return 2
     env = demo_environment(args, home)
     os.environ.update(env)
     env_file = prepare_home(home, env, "demo")
@@ -126,7 +138,8 @@ def study_environment(plan) -> dict[str, str]:
            "BEAUTY_PIPELINE_PROFILE": "study", "BEAUTY_PIPELINE_RANKING": o.ranking,
            "BEAUTY_PIPELINE_PHOTO_SOURCE": "bing" if o.bing else "local",
            "BEAUTY_PIPELINE_LOCAL_PHOTOS": o.photos, FAIRFACE_DIR_ENV: o.fairface,
-           FAIRFACE_CHECKPOINT_ENV: o.fairface_checkpoint, YUNET_ENV: o.detector_model}
+           FAIRFACE_CHECKPOINT_ENV: o.fairface_checkpoint, YUNET_ENV: o.detector_model,
+           DEVICE_ENV: o.device}
     for name in ("image_size", "epochs", "backbone_epochs", "batch_size", "learning_rate", "seeds"):
         env[f"BEAUTY_PIPELINE_{name.upper()}"] = str(getattr(o, name))
     return {k: shlex.quote(v) for k, v in env.items() if v}

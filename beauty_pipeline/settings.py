@@ -11,6 +11,37 @@ from beauty_pipeline.errors import PipelineError
 HOME_ENV = "BEAUTY_PIPELINE_HOME"
 MLFLOW_URI_ENV = "BEAUTY_PIPELINE_MLFLOW_URI"
 DEVICE_ENV = "BEAUTY_PIPELINE_DEVICE"
+DEVICE_HELP = "torch device for training, Grad-CAM and the audit: auto | cpu | cuda | cuda:N"
+
+
+CPUS_ENV = "BEAUTY_PIPELINE_CPUS"
+
+
+def available_cpus() -> int:
+    """Cores this process may use: $BEAUTY_PIPELINE_CPUS (a pod's CPU request, set through the
+    downward API), else the CPU affinity mask, else every core. Worker pools size themselves by
+    it, so a step in a 4-CPU pod on a 64-core node starts 4 workers, not 64."""
+    value = os.environ.get(CPUS_ENV, "").strip()
+    if value:
+        try:
+            cores = int(float(value))
+        except ValueError:
+            raise PipelineError(f"{CPUS_ENV}={value!r}: expected a whole number of cores") from None
+        if cores < 1:
+            raise PipelineError(f"{CPUS_ENV}={value!r}: at least 1 core")
+        return cores
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0)) or 1
+    return os.cpu_count() or 1
+
+
+def checked_device(name: str) -> str:
+    """The --device value when it is auto, cpu, cuda or cuda:N; else a PipelineError saying so."""
+    import re
+
+    if not re.fullmatch(r"auto|cpu|cuda(:[0-9]+)?", name or ""):
+        raise PipelineError(f"--device {name!r}: expected auto, cpu, cuda or cuda:N (e.g. cuda:1)")
+    return name
 
 CLASS_NAMES = ("ordinary", "celebrity")  # looks = 0 / 1, the study's label order
 BACKGROUNDS = ("original", "white", "random")
@@ -49,6 +80,7 @@ class TrainSettings:
     amp: bool = True
     channels_last: bool = True
     threads: int = 0  # 0 = torch default
+    eval_batch_size: int = 0  # 0 = max(batch, 64) on the CPU; on CUDA as large as memory allows
 
     def __post_init__(self):
         for name in ("epochs", "batch_size", "image_size", "learning_rate"):

@@ -12,12 +12,14 @@ from beauty_pipeline.errors import PipelineError
 from beauty_pipeline.resources.face_stage import YUNET_ENV
 from beauty_pipeline.settings import (
     BACKGROUNDS,
+    DEVICE_HELP,
     FAIRFACE_CHECKPOINT_ENV,
     FAIRFACE_DIR_ENV,
     HOME_ENV,
     MINIMUMS,
     MODELS,
     PROFILES,
+    checked_device,
 )
 
 STUDY = PROFILES["study"]
@@ -73,6 +75,7 @@ class StudyOptions:
                                            "--fairface-checkpoint for celebrity estimates)",
                                    choices=tuple(MATCH_MODES))
     workers: int = _opt(0, "face-stage processes (0 = one per core)")
+    device: str = _opt("auto", DEVICE_HELP)
 
     def __post_init__(self):
         if bool(self.photos) == bool(self.bing):
@@ -105,6 +108,7 @@ class StudyOptions:
             value = getattr(self, name)
             if value < floor:
                 raise PipelineError(f"{name} = {value} is out of range: at least {floor}")
+        checked_device(self.device)
         for name, allowed in (("segmenter", SEGMENTERS), ("preprocessing", PREPROCESSING),
                               ("match_demographics", tuple(MATCH_MODES))):
             if getattr(self, name) not in allowed:

@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+import multiprocessing
+import os
+import signal
+import threading
 import time
 from collections.abc import Callable, Iterable
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from dagster import AssetKey, DagsterInstance, MultiPartitionKey, materialize
 
 from beauty_pipeline import progress
-from beauty_pipeline.assets.common import CODE_VERSION
+from beauty_pipeline.assets.common import CODE_VERSION, GPU_POOL
 from beauty_pipeline.definitions import defs
 from beauty_pipeline.demo.synthetic import DemoSpec
+from beauty_pipeline.lanes import overlapped, pool_is_limited
 from beauty_pipeline.resources import (
     DemoDataResource,
     FacePreprocessing,
@@ -26,6 +32,7 @@ from beauty_pipeline.resume import StepLedger, data_version, fingerprint, folder
 from beauty_pipeline.scraping import LocalFolderSource
 from beauty_pipeline.settings import BACKGROUNDS, MODELS, PROFILES, default_mlflow_uri
 from beauty_pipeline.study_options import StudyOptions
+from beauty_pipeline.training.loop import resolve_device
 
 PERSON_ASSETS = ("celebrity_photos", "celebrity_faces")
 PER_MODEL_ASSETS = ("classifier", "gradcam", "shortcut_audit")
@@ -168,6 +175,38 @@ def run_assets(instance: DagsterInstance, plan, keys: Iterable[str],
                        run_config=plan.run_config(keys), raise_on_error=True)
 
 
+def _run_in_worker(instance_ref, plan, keys, partition, outputs) -> dict:
+    """run_assets in a worker process on the same instance; the outputs named, pickled back."""
+    with DagsterInstance.from_ref(instance_ref) as instance:
+        result = run_assets(instance, plan, keys, partition)
+        return {k: result.output_for_node(k) for k in available(outputs)}
+
+
+def lane_workers(instance: DagsterInstance, lanes: int) -> ProcessPoolExecutor | None:
+    """Worker processes for overlapping lanes, or None when the instance lives only in memory.
+
+    Processes, not threads: Dagster reconfigures `logging` at every run start, which deadlocks
+    against another thread's logging; a process also gives each training its own torch seed."""
+    if not instance.is_persistent:
+        return None
+    return ProcessPoolExecutor(max_workers=max(2, min(lanes, 4)),
+                               mp_context=multiprocessing.get_context("spawn"),
+                               initializer=_own_process_group)
+
+
+def _own_process_group() -> None:
+    """A worker leaves the terminal's process group: a Ctrl-C reaches it once, from the parent."""
+    if hasattr(os, "setpgrp"):
+        os.setpgrp()
+
+
+def interrupt_workers(workers: ProcessPoolExecutor) -> None:
+    """Pass a Ctrl-C on to the workers, so their runs stop as a run in this process would."""
+    for process in list(getattr(workers, "_processes", {}).values()):
+        if process.is_alive():
+            os.kill(process.pid, signal.SIGINT)
+
+
 def register_persons(instance: DagsterInstance, ranking) -> list[str]:
     """Make each person of the materialized ranking a `person` partition."""
     persons = ranking["person"].tolist()
@@ -182,6 +221,8 @@ class Steps:
     def __init__(self, instance: DagsterInstance, plan, ledger: StepLedger | None):
         self.instance, self.plan, self.ledger = instance, plan, ledger
         self.skipped: list[str] = []
+        self.lock = threading.Lock()  # lanes share the ledger
+        self.workers: ProcessPoolExecutor | None = None  # set while lanes overlap
         resources = plan.resources()
         self.settings = {k: v.model_dump() if hasattr(v, "model_dump") else repr(v)
                          for k, v in sorted(resources.items())}
@@ -193,16 +234,24 @@ class Steps:
 
     def run(self, name: str, keys, partition=None, inputs=(), extra=None, outputs=()):
         """Materialize `keys` (one partition) unless done; return the stored outputs named."""
-        digest = self.digest(keys, partition, inputs, extra) if self.ledger else ""
-        if self.ledger and self.ledger.done(name, digest):
+        with self.lock:
+            digest = self.digest(keys, partition, inputs, extra) if self.ledger else ""
+            done = bool(self.ledger) and self.ledger.done(name, digest)
+        if done:
             stored = self.stored(keys, partition, outputs)
             if stored is not None:
                 self.skipped.append(name)
                 return stored
-        result = run_assets(self.instance, self.plan, keys, partition)
+        if self.workers is not None:
+            made = self.workers.submit(_run_in_worker, self.instance.get_ref(), self.plan,
+                                       list(keys), partition, list(outputs)).result()
+        else:
+            result = run_assets(self.instance, self.plan, keys, partition)
+            made = {k: result.output_for_node(k) for k in available(outputs)}
         if self.ledger:
-            self.ledger.record(name, digest)
-        return {k: result.output_for_node(k) for k in available(outputs)}
+            with self.lock:
+                self.ledger.record(name, digest)
+        return made
 
     def stored(self, keys, partition, outputs) -> dict | None:
         """Outputs of a step done earlier, or None when anything it made is gone."""
@@ -217,10 +266,15 @@ class Steps:
 
 
 def full_pass(instance: DagsterInstance, plan, log: Callable[[str], None] = print,
-              ledger: StepLedger | None = None) -> PassReport:
+              ledger: StepLedger | None = None, overlap: bool | None = None) -> PassReport:
     """ranking -> persons -> study set -> variants -> classifiers and their audits -> report.
 
-    With a ledger, steps done before under the same inputs and settings are skipped."""
+    With a ledger, steps done before under the same inputs and settings are skipped. With
+    `overlap` (default: when the device is CUDA), a background's classifiers train (GPU pool
+    `gpu`) while the next background's variant is built (CPU); see lanes.py. On the CPU alone
+    both would share the same cores, so the default there is the plain sequential pass."""
+    if overlap is None:
+        overlap = resolve_device("auto").type == "cuda"
     report = PassReport()
     steps = Steps(instance, plan, ledger)
     started = mark = time.perf_counter()
@@ -245,22 +299,44 @@ def full_pass(instance: DagsterInstance, plan, log: Callable[[str], None] = prin
         ("ranking", None), ("fairface_faces", None),
         *(("celebrity_faces", p) for p in report.persons)])
     steps.run("fairface_backbone", ["fairface_backbone"], inputs=[("face_dataset", None)])
-    for done, background in enumerate(plan.backgrounds, start=1):
+    lap("dataset_and_backbone")
+    variants_done, trained = [], [(m, b) for m in plan.models for b in plan.backgrounds]
+    finished: dict[tuple[str, str], dict] = {}
+
+    def variant(background: str) -> None:
         steps.run(f"variant:{background}", ["face_dataset_variant"], background,
                   inputs=[("face_dataset", None)])
-        progress.emit("background variants", done, len(plan.backgrounds), background)
-    log(f"study set, backbone and {len(plan.backgrounds)} background variants ready")
-    lap("dataset_and_backbone")
-    trained = [(m, b) for m in plan.models for b in plan.backgrounds]
-    for done, (model, background) in enumerate(trained, start=1):
-        key = MultiPartitionKey({"model": model, "background": background})
-        outputs = steps.run(f"model:{model}/{background}", PER_MODEL_ASSETS, key, inputs=[
-            ("face_dataset_variant", background), ("fairface_backbone", None)],
-            outputs=PER_MODEL_ASSETS)
-        report.partitions[f"{model}/{background}"] = outputs
-        progress.emit("models x backgrounds", done, len(trained), f"{model}/{background}")
-        log(f"{model}/{background}: test accuracy "
-            f"{outputs['classifier']['history'][-1]['test_accuracy']:.3f}")
+        variants_done.append(background)
+        progress.emit("background variants", len(variants_done), len(plan.backgrounds), background)
+        if len(variants_done) == len(plan.backgrounds):
+            log(f"study set, backbone and {len(plan.backgrounds)} background variants ready")
+
+    def classifiers(background: str) -> None:
+        for model in plan.models:
+            key = MultiPartitionKey({"model": model, "background": background})
+            outputs = steps.run(f"model:{model}/{background}", PER_MODEL_ASSETS, key, inputs=[
+                ("face_dataset_variant", background), ("fairface_backbone", None)],
+                outputs=PER_MODEL_ASSETS)
+            finished[(model, background)] = outputs
+            progress.emit("models x backgrounds", len(finished), len(trained),
+                          f"{model}/{background}")
+            log(f"{model}/{background}: test accuracy "
+                f"{outputs['classifier']['history'][-1]['test_accuracy']:.3f}")
+
+    steps.workers = lane_workers(instance, len(plan.backgrounds) + 1) if overlap else None
+    try:
+        overlapped(plan.backgrounds, variant, classifiers, overlap and steps.workers is not None,
+                   pool_is_limited(instance, GPU_POOL))
+    except KeyboardInterrupt:
+        if steps.workers is not None:
+            interrupt_workers(steps.workers)
+        raise
+    finally:
+        if steps.workers is not None:
+            steps.workers.shutdown(wait=True, cancel_futures=True)
+        steps.workers = None
+    for model, background in trained:  # the report's order does not depend on who finished first
+        report.partitions[f"{model}/{background}"] = finished[(model, background)]
     lap("training_and_audit")
     if available(["study_report"]):
         report.partitions["study_report"] = run_assets(

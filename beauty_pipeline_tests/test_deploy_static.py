@@ -359,13 +359,96 @@ def test_classifier_step_pod_requests_one_gpu_and_mounts_the_data_root(values, e
     assert env[settings.HOME_ENV] == "/data"
 
 
-def test_classifier_and_backbone_steps_are_in_the_training_pool():
-    """The pool the instance caps (concurrency.pools) is the one the training assets use."""
+def test_gpu_steps_are_in_the_gpu_pool_and_cpu_steps_are_not():
+    """The pool the instance caps (concurrency.pools) is the one every GPU step uses; the CPU
+    stages (faces, study set, background variants) stay outside it, free to run beside them."""
     from dagster import AssetKey
 
     from beauty_pipeline.definitions import defs
 
     graph = defs.resolve_asset_graph()
-    for key in ("classifier", "fairface_backbone"):
+    for key in ("classifier", "fairface_backbone", "gradcam", "shortcut_audit"):
         node = graph.get(AssetKey(key))
-        assert node.assets_def.node_def.pool == "training", key
+        assert node.assets_def.node_def.pool == "gpu", key
+    for key in ("celebrity_faces", "face_dataset", "face_dataset_variant"):
+        assert graph.get(AssetKey(key)).assets_def.node_def.pool is None, key
+
+
+def _render_step(values, executor_config, op_name: str):
+    """A step's pod as dagster-k8s builds it: code location, executor, op tag, per-step config."""
+    import json
+
+    from dagster import AssetKey
+    from dagster_k8s.container_context import K8sContainerContext
+    from dagster_k8s.job import (
+        DagsterK8sJobConfig,
+        UserDefinedDagsterK8sConfig,
+        construct_dagster_k8s_job,
+    )
+
+    from beauty_pipeline.definitions import defs
+
+    (deployment,) = values["dagster-user-deployments"]["deployments"]
+    context = K8sContainerContext(
+        env_vars=[f"{e['name']}={e['value']}" for e in deployment["env"]],
+        volumes=deployment["volumes"], volume_mounts=deployment["volumeMounts"])
+    context = context.merge(K8sContainerContext(run_k8s_config=UserDefinedDagsterK8sConfig.from_dict(
+        executor_config["step_k8s_config"])))
+    tag = defs.resolve_asset_graph().get(AssetKey(op_name)).assets_def.node_def.tags.get(
+        "dagster-k8s/config")
+    if tag is not None:
+        tag = json.loads(tag) if isinstance(tag, str) else tag
+        context = context.merge(K8sContainerContext(
+            run_k8s_config=UserDefinedDagsterK8sConfig.from_dict(tag)))
+    per_step = executor_config.get("per_step_k8s_config", {}).get(op_name)
+    if per_step:
+        context = context.merge(K8sContainerContext(
+            run_k8s_config=UserDefinedDagsterK8sConfig.from_dict(per_step)))
+    job_config = DagsterK8sJobConfig(
+        job_image="registry.example.com/beauty-pipeline:0.1.0-cu128", dagster_home="/opt/dagster",
+        instance_config_map="dagster-instance",
+        postgres_password_secret=values["global"]["postgresqlSecretName"])
+    job = construct_dagster_k8s_job(
+        job_config, ["dagster", "api", "execute_step"], f"dagster-step-{op_name}",
+        user_defined_k8s_config=context.run_k8s_config, component="step_worker")
+    return job.spec.template.spec
+
+
+@pytest.mark.parametrize("op_name", ["classifier", "gradcam", "shortcut_audit"])
+def test_every_gpu_pool_step_pod_asks_for_one_gpu(values, executor_config, op_name):
+    """The gpu-pool steps each get one NVIDIA GPU (op tag and per-step config) and tolerate the
+    GPU nodes' taint; with N GPU nodes, N classifier partitions run as parallel pods."""
+    pod = _render_step(values, executor_config, op_name)
+    (container,) = pod.containers
+    assert str(container.resources.limits["nvidia.com/gpu"]) == "1"
+    assert any(t.key == "nvidia.com/gpu" for t in pod.tolerations)
+
+
+@pytest.mark.parametrize("op_name", ["celebrity_faces", "face_dataset_variant"])
+def test_data_step_pods_size_their_worker_pools_by_their_cpu_request(values, executor_config,
+                                                                     op_name):
+    """Data steps request CPUs and no GPU; BEAUTY_PIPELINE_CPUS is that request (downward API),
+    which available_cpus() reads, so the face and mask pools start one worker per requested core."""
+    pod = _render_step(values, executor_config, op_name)
+    (container,) = pod.containers
+    assert "nvidia.com/gpu" not in (container.resources.limits or {})
+    assert int(container.resources.requests["cpu"]) >= 2
+    (cpus,) = [e for e in container.env if e.name == settings.CPUS_ENV]
+    assert cpus.value_from.resource_field_ref.resource == "requests.cpu"
+    assert str(cpus.value_from.resource_field_ref.divisor) == "1"
+
+
+def test_available_cpus_reads_the_pod_request_then_the_affinity(monkeypatch):
+    """The env var (a pod's CPU request) wins; a bad one is a clear error; else the affinity."""
+    import os
+
+    from beauty_pipeline.errors import PipelineError
+
+    monkeypatch.setenv(settings.CPUS_ENV, "3")
+    assert settings.available_cpus() == 3
+    for wrong in ("zero", "0"):
+        monkeypatch.setenv(settings.CPUS_ENV, wrong)
+        with pytest.raises(PipelineError, match=settings.CPUS_ENV):
+            settings.available_cpus()
+    monkeypatch.delenv(settings.CPUS_ENV)
+    assert settings.available_cpus() == len(os.sched_getaffinity(0))

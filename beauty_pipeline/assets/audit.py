@@ -12,7 +12,14 @@ from dagster import (
 )
 from pydantic import Field
 
-from beauty_pipeline.assets.common import CODE_VERSION, ON_INPUTS_CHANGED, png_md, table_md
+from beauty_pipeline.assets.common import (
+    CODE_VERSION,
+    GPU_POOL,
+    GPU_STEP_TAGS,
+    ON_INPUTS_CHANGED,
+    png_md,
+    table_md,
+)
 from beauty_pipeline.checks import (
     AUDIT_CHECKS,
     GRADCAM_CHECKS,
@@ -62,7 +69,8 @@ def numbers(result: dict) -> dict[str, float]:
 
 
 @asset(group_name="audit", partitions_def=model_background_partitions, code_version=CODE_VERSION,
-       automation_condition=ON_INPUTS_CHANGED, ins=VARIANT_OF_PARTITION, check_specs=GRADCAM_CHECKS)
+       automation_condition=ON_INPUTS_CHANGED, ins=VARIANT_OF_PARTITION, check_specs=GRADCAM_CHECKS,
+       pool=GPU_POOL, op_tags=GPU_STEP_TAGS)
 def gradcam(context: AssetExecutionContext, config: GradcamConfig, classifier: dict,
             face_dataset_variant, storage: StudyStorage, mlflow_tracking: MlflowTracking):
     """Class-average contrastive Grad-CAM heatmaps, overlays and FaceMass with 95% intervals."""
@@ -90,7 +98,8 @@ def gradcam(context: AssetExecutionContext, config: GradcamConfig, classifier: d
 
 
 @asset(group_name="audit", partitions_def=model_background_partitions, code_version=CODE_VERSION,
-       automation_condition=ON_INPUTS_CHANGED, ins=VARIANT_OF_PARTITION, check_specs=AUDIT_CHECKS)
+       automation_condition=ON_INPUTS_CHANGED, ins=VARIANT_OF_PARTITION, check_specs=AUDIT_CHECKS,
+       pool=GPU_POOL, op_tags=GPU_STEP_TAGS)
 def shortcut_audit(context: AssetExecutionContext, config: AuditConfig, classifier: dict,
                    gradcam: dict, face_dataset_variant, storage: StudyStorage,
                    mlflow_tracking: MlflowTracking):

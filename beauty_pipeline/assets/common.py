@@ -17,6 +17,13 @@ from beauty_pipeline.storage import paths_absolute
 
 CODE_VERSION = "0.1.0"
 
+# Steps that use the GPU (training, Grad-CAM, the audit's probes) are in this Dagster concurrency
+# pool; dagster.yaml caps it at one step per device, across runs (CLI passes and UI backfills).
+GPU_POOL = "gpu"
+# On Kubernetes (k8s_job_executor) a GPU step's pod asks for one GPU; ignored elsewhere.
+GPU_STEP_TAGS = {"dagster-k8s/config": {"container_config": {
+    "resources": {"limits": {"nvidia.com/gpu": 1}}}}}
+
 # celebrity_photos: only partitions that are new (never re-fetch everyone when the list changes);
 # everything downstream: once, after all its inputs settled (the daemon's automation sensor).
 ON_NEW_PERSON = AutomationCondition.on_missing()

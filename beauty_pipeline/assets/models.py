@@ -19,7 +19,13 @@ from dagster import (
 from pydantic import Field
 
 from beauty_pipeline import progress
-from beauty_pipeline.assets.common import CODE_VERSION, ON_INPUTS_CHANGED, table_md
+from beauty_pipeline.assets.common import (
+    CODE_VERSION,
+    GPU_POOL,
+    GPU_STEP_TAGS,
+    ON_INPUTS_CHANGED,
+    table_md,
+)
 from beauty_pipeline.checks import CLASSIFIER_CHECKS, above_chance
 from beauty_pipeline.data.variants import variant_version
 from beauty_pipeline.partitions import VARIANT_OF_PARTITION, model_background_partitions
@@ -39,10 +45,7 @@ from beauty_pipeline.training.models import (
     transfer_from_backbone,
 )
 
-TRAINING_POOL = "training"
-# On Kubernetes (k8s_job_executor) a classifier step's pod asks for one GPU; ignored elsewhere.
-GPU_STEP_TAGS = {"dagster-k8s/config": {"container_config": {
-    "resources": {"limits": {"nvidia.com/gpu": 1}}}}}
+TRAINING_POOL = GPU_POOL  # training shares the GPU with the audits (one step per device)
 
 
 class TrainConfig(Config):

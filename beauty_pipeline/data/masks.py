@@ -14,6 +14,7 @@ import cv2
 import numpy as np
 
 from beauty_pipeline.parallel import run_in_pool
+from beauty_pipeline.settings import available_cpus
 from beauty_pipeline.storage import ImageStore, atomic_write_bytes
 
 MIN_POOL_MASKS = 8   # fewer missing masks than this: a pool's start-up costs more than it saves
@@ -109,7 +110,7 @@ def _segment_batch(store_root: str, spec: tuple, jobs: list) -> int:
 def compute_masks(jobs, store: ImageStore, segmenter, workers: int = 0) -> int:
     """Segment the images whose masks are missing (in a process pool when it pays); the count."""
     todo = missing_masks(jobs, store)
-    workers = min(workers or os.cpu_count() or 1, -(-len(todo) // BATCH))
+    workers = min(workers or available_cpus(), -(-len(todo) // BATCH))
     spec = getattr(segmenter, "spec", None)
     if spec is not None and workers > 1 and len(todo) >= MIN_POOL_MASKS:
         batches = [(str(store.root), spec, todo[i:i + BATCH]) for i in range(0, len(todo), BATCH)]

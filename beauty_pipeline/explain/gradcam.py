@@ -34,6 +34,28 @@ class GradCamResult:
 
 
 @contextmanager
+def strict_fp32(device: torch.device) -> Iterator[None]:
+    """Forward, backward and CAM in true fp32 whatever the caller set: no autocast and no TF32.
+
+    A caller's autocast (fp16/bf16) or cuDNN's default TF32 convolutions change a heatmap by far
+    more than its own resolution on a GPU; the map must not depend on the device. The global
+    TF32 flags are restored exactly afterwards."""
+    cuda_matmul = torch.backends.cuda.matmul.allow_tf32
+    cudnn_tf32 = torch.backends.cudnn.allow_tf32
+    precision = torch.get_float32_matmul_precision()
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+    torch.set_float32_matmul_precision("highest")
+    try:
+        with torch.autocast(device.type, enabled=False):
+            yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = cuda_matmul
+        torch.backends.cudnn.allow_tf32 = cudnn_tf32
+        torch.set_float32_matmul_precision(precision)
+
+
+@contextmanager
 def inference_only(model: nn.Module) -> Iterator[nn.Module]:
     """Eval mode and frozen parameters for the duration, then restore both exactly as they were."""
     modes = {module: module.training for module in model.modules()}
@@ -85,6 +107,7 @@ def explain(
 
     `images` are normalised model inputs (N, 3, H, W); `target` is "predicted" or an int tensor (N,)
     (e.g. the true labels). Parameters get no gradients: only the layer's activations do.
+    Runs in strict fp32 (`strict_fp32`), so a map is the same on the CPU and on a GPU.
     """
     if isinstance(target, str):
         if target != "predicted":
@@ -99,9 +122,9 @@ def explain(
     cam = LayerGradCam(scorer, layer)
     size = tuple(images.shape[-2:])
     heatmaps: list[np.ndarray] = []
-    with inference_only(model):
+    with inference_only(model), strict_fp32(device):
         for start in range(0, len(images), batch_size):
-            batch = images[start:start + batch_size].detach().to(device)
+            batch = images[start:start + batch_size].detach().to(device, torch.float32)
             scorer.targets = None if target_tensor is None else \
                 target_tensor[start:start + batch_size].to(device)
             coarse = cam.attribute(batch, relu_attributions=True)

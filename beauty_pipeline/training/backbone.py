@@ -69,3 +69,9 @@ class AttributeObjective(Objective):
         hits = [(logits[:, part].argmax(1) == targets[:, i]).float().mean()
                 for i, part in enumerate(self.heads)]
         return float(torch.stack(hits).mean()) * len(targets)
+
+    def correct_count(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """`correct` as a device tensor (no wait for the GPU)."""
+        hits = [(logits[:, part].argmax(1) == targets[:, i]).float().mean()
+                for i, part in enumerate(self.heads)]
+        return torch.stack(hits).mean() * len(targets)

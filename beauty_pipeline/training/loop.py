@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
@@ -11,8 +12,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from beauty_pipeline.settings import TrainSettings
+from beauty_pipeline.settings import DEVICE_ENV, TrainSettings
 from beauty_pipeline.training.checkpoints import EpochCheckpoints
+from beauty_pipeline.training.feed import RunningTotals, batches, tune_for
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -45,6 +47,10 @@ class Objective:
     def correct(self, logits: torch.Tensor, targets: torch.Tensor) -> float:
         return float((logits.argmax(1) == targets).sum())
 
+    def correct_count(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """`correct` as a device tensor, so a CUDA epoch never waits for the GPU per batch."""
+        return (logits.argmax(1) == targets).sum()
+
 
 def seeded(seed: int) -> torch.Generator:
     """Seed torch's global generator before a model is built, so initial weights are reproducible."""
@@ -52,7 +58,9 @@ def seeded(seed: int) -> torch.Generator:
 
 
 def resolve_device(name: str = "auto") -> torch.device:
-    """'auto' picks CUDA when present, else the CPU."""
+    """'auto' is BEAUTY_PIPELINE_DEVICE (the CLI's --device) when set, else CUDA when present."""
+    if name == "auto":
+        name = os.environ.get(DEVICE_ENV, "auto") or "auto"
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(name)
@@ -78,16 +86,42 @@ def autocast(device: torch.device, enabled: bool):
     return nullcontext()
 
 
+CUDA_EVAL_BATCH = 512  # eval batches on CUDA start here and halve until they fit in memory
+
+
+def eval_batch_size(settings: TrainSettings, device: torch.device) -> int:
+    """The setting when given; else the CPU's max(batch, 64) as always, CUDA_EVAL_BATCH on CUDA."""
+    if settings.eval_batch_size:
+        return settings.eval_batch_size
+    return CUDA_EVAL_BATCH if device.type == "cuda" else max(settings.batch_size, 64)
+
+
 @torch.no_grad()
 def predict_logits(model: nn.Module, images: np.ndarray, batch_size: int = 64,
                    device: torch.device | None = None) -> np.ndarray:
-    """Logits for a uint8 image array, in eval mode."""
+    """Logits for a uint8 image array, in eval mode (on CUDA: halving the batch if it won't fit)."""
     device = device or next(model.parameters()).device
     model.eval()
+    while True:
+        try:
+            return _logits_in_batches(model, images, batch_size, device)
+        except torch.cuda.OutOfMemoryError:
+            if device.type != "cuda" or batch_size == 1:
+                raise
+            torch.cuda.empty_cache()
+            batch_size = max(1, batch_size // 2)
+
+
+def _logits_in_batches(model: nn.Module, images: np.ndarray, batch_size: int,
+                       device: torch.device) -> np.ndarray:
+    """One pass of predict_logits at a fixed batch size."""
     outputs = []
     for start in range(0, len(images), batch_size):
+        batch = images[start:start + batch_size]
+        if device.type == "cuda":
+            batch = torch.from_numpy(np.ascontiguousarray(batch)).pin_memory()
         with autocast(device, device.type == "cuda"):
-            outputs.append(model(to_input(images[start:start + batch_size], device)).float().cpu())
+            outputs.append(model(to_input(batch, device)).float().cpu())
     return torch.cat(outputs).numpy() if outputs else np.zeros((0, 2), np.float32)
 
 
@@ -112,15 +146,20 @@ def batch_bounds(n: int, batch_size: int) -> list[tuple[int, int]]:
 
 def train_epoch(model, images, targets, objective, optimizer, scaler, settings: TrainSettings,
                 device: torch.device, generator: torch.Generator) -> tuple[float, float]:
-    """One pass over shuffled batches; returns mean loss and accuracy."""
+    """One pass over shuffled batches; returns mean loss and accuracy.
+
+    On CUDA the next batch is gathered and copied while this one trains (training/feed.py)."""
     model.train()
     order = torch.randperm(len(images), generator=generator).numpy()
-    total_loss = correct = 0.0
     channels_last = settings.channels_last and device.type == "cuda"
-    for start, stop in batch_bounds(len(order), settings.batch_size):
-        index = np.sort(order[start:stop])
-        inputs = to_input(images[index], device, channels_last)
-        labels = torch.as_tensor(np.asarray(targets)[index]).to(device)
+    indices = [np.sort(order[start:stop]) for start, stop in batch_bounds(len(order),
+                                                                           settings.batch_size)]
+    totals = RunningTotals(device)
+
+    def prepare(batch, where):
+        return to_input(batch, where, channels_last)
+
+    for inputs, labels in batches(images, targets, indices, device, prepare):
         with autocast(device, settings.amp):
             logits = model(inputs)
             loss = objective.loss(logits.float(), labels)
@@ -128,9 +167,8 @@ def train_epoch(model, images, targets, objective, optimizer, scaler, settings: 
         scaler.scale(loss).backward()
         scaler.step(optimizer)
         scaler.update()
-        total_loss += loss.item() * len(index)
-        correct += objective.correct(logits.detach().float(), labels)
-    return total_loss / len(order), correct / len(order)
+        totals.add(loss, logits, labels, objective)
+    return totals.means(len(order))
 
 
 def train(model: nn.Module, train_images: np.ndarray, train_targets: np.ndarray,
@@ -151,6 +189,7 @@ def train(model: nn.Module, train_images: np.ndarray, train_targets: np.ndarray,
         torch.set_num_threads(settings.threads)
     torch.manual_seed(settings.seed)
     model.to(device)
+    tune_for(device)
     if settings.channels_last and device.type == "cuda":
         model.to(memory_format=torch.channels_last)
     optimizer = torch.optim.Adam(model.parameters(), lr=settings.learning_rate)
@@ -169,7 +208,7 @@ def train(model: nn.Module, train_images: np.ndarray, train_targets: np.ndarray,
         train_loss, train_acc = train_epoch(model, train_images, train_targets, objective,
                                             optimizer, scaler, settings, device, generator)
         seconds = time.perf_counter() - started
-        eval_batch = max(settings.batch_size, 64)
+        eval_batch = eval_batch_size(settings, device)
         test_loss, test_acc = evaluate(model, test_images, test_targets, objective, eval_batch,
                                        device)
         val_loss, val_acc = evaluate(model, val_images, val_targets, objective, eval_batch, device)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
@@ -14,6 +13,7 @@ from beauty_pipeline import progress
 from beauty_pipeline.data.schema import conform
 from beauty_pipeline.modelfiles import YUNET, obtain_model_file
 from beauty_pipeline.parallel import run_in_pool
+from beauty_pipeline.settings import available_cpus
 from beauty_pipeline.storage import ImageStore
 from beauty_pipeline.vision.crop import ALIGNED_PRIOR_BOX, padded_fraction, square_crop
 from beauty_pipeline.vision.decode import DEFAULT_MAX_PIXELS, ImageDecodeError, decode_photo
@@ -52,7 +52,7 @@ class FaceConfig:
     hopenet_weights: str | None = None
     detector_model_path: str | None = None
     max_pixels: int = DEFAULT_MAX_PIXELS
-    workers: int = 0                # 0 = os.cpu_count(); 1 = single process
+    workers: int = 0                # 0 = available_cpus(); 1 = single process
     batch_size: int = 16
     min_pool_images: int = 256      # below this a pool's start-up costs more than it saves
 
@@ -178,7 +178,7 @@ def _process_batch(batch: list[tuple], store_root: str, config_items: dict,
 
 
 def _worker_count(config: FaceConfig, items: int) -> int:
-    workers = config.workers or os.cpu_count() or 1
+    workers = config.workers or available_cpus()
     if items < config.min_pool_images:
         return 1
     return max(1, min(workers, -(-items // config.batch_size)))
