@@ -4,6 +4,8 @@ prints. Called from the Dagster assets; domain code never imports this."""
 
 from __future__ import annotations
 
+import logging
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -49,22 +51,48 @@ def log_classifier_model(network: nn.Module, image_size: int, registered_model: 
     Pickled, not MLflow 3's default torch.export (pt2): export costs seconds per model and fixes
     the batch size of a one-picture example. The input example is a mid-grey picture, never a
     study photo: photos stay in the data root."""
-    from mlflow.models import infer_signature
-
     packaged = PackagedClassifier(network.cpu().eval(), image_size, CLASS_NAMES).eval()
     example = np.full((1, image_size, image_size, 3), 128, dtype=np.uint8)
-    with torch.no_grad():
-        logits = packaged(torch.from_numpy(example)).numpy()
-    info = mlflow.pytorch.log_model(
-        packaged, name=MODEL_ARTIFACT, signature=infer_signature(example, logits),
-        input_example=example, registered_model_name=registered_model,
-        pip_requirements=requirements(), serialization_format="pickle",
-        metadata={"class_names": list(CLASS_NAMES), "input": "uint8 RGB NHWC",
-                  "image_size": int(image_size), "output": "logits, index = class_names"})
+    with quiet_logger("mlflow.pytorch"):  # its pickle notice each time: the README says it once
+        info = _log_model(packaged, example, registered_model, image_size)
     version = str(info.registered_model_version)
     MlflowClient().set_model_version_tag(registered_model, version, "test_accuracy",
                                          f"{test_accuracy:.6g}")
     return info
+
+
+@contextmanager
+def quiet_logger(name: str, level: int = logging.ERROR):
+    """Raise one logger's level for the duration of a call."""
+    logger = logging.getLogger(name)
+    before = logger.level
+    logger.setLevel(level)
+    try:
+        yield
+    finally:
+        logger.setLevel(before)
+
+
+def signature(image_size: int):
+    """uint8 (-1, size, size, 3) in, float32 (-1, classes) logits out; written out rather than
+    inferred, which would run the network once more (MLflow already runs it on the example)."""
+    from mlflow.models import ModelSignature
+    from mlflow.types import Schema, TensorSpec
+
+    return ModelSignature(
+        inputs=Schema([TensorSpec(np.dtype(np.uint8), (-1, image_size, image_size, 3))]),
+        outputs=Schema([TensorSpec(np.dtype(np.float32), (-1, len(CLASS_NAMES)))]))
+
+
+def _log_model(packaged: PackagedClassifier, example: np.ndarray, registered_model: str,
+               image_size: int):
+    """The one `log_model` call: the signature, the example, class names as model metadata."""
+    return mlflow.pytorch.log_model(
+        packaged, name=MODEL_ARTIFACT, signature=signature(image_size),
+        input_example=example, registered_model_name=registered_model,
+        pip_requirements=requirements(), serialization_format="pickle",
+        metadata={"class_names": list(CLASS_NAMES), "input": "uint8 RGB NHWC",
+                  "image_size": int(image_size), "output": "logits, index = class_names"})
 
 
 def log_data_sets(manifest: pd.DataFrame, data_version: str, name: str,
