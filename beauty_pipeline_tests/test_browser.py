@@ -235,14 +235,25 @@ def test_mlflow_models_page_lists_the_demo_models_with_verdicts(demo_ui, page):
     page.goto(f"{demo_ui['mlflow']}/#/models")
     for name in names:
         page.get_by_text(name, exact=True).first.wait_for()
-    close_assistant = page.locator("[data-component-id='mlflow.assistant.chat_panel.close']")
-    if close_assistant.count():
-        close_assistant.first.click()
+    _clear_mlflow_overlays(page)
     page.screenshot(path=str(SCREENSHOTS / "mlflow-models.png"))
     page.goto(f"{demo_ui['mlflow']}/#/models/{names[0]}/versions/1")
     page.get_by_text("verdict", exact=True).first.wait_for()
     page.get_by_text("named_families", exact=True).first.wait_for()
+    _clear_mlflow_overlays(page)
     page.screenshot(path=str(SCREENSHOTS / "mlflow-model-version.png"))
+
+
+def _clear_mlflow_overlays(page) -> None:
+    """Close a first-visit modal and the assistant panel of a fresh MLflow UI."""
+    for _ in range(3):
+        if not page.locator("div.du-bois-light-modal-wrap[role=dialog]:visible").count():
+            break
+        page.keyboard.press("Escape")
+        page.wait_for_timeout(500)
+    close_assistant = page.locator("[data-component-id='mlflow.assistant.chat_panel.close']")
+    if close_assistant.count():
+        close_assistant.first.click(timeout=5_000, force=True)
 
 
 def test_dagster_gradcam_page_shows_the_thumbnail_grid_inline(demo_ui, page):
