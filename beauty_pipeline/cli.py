@@ -36,6 +36,7 @@ from beauty_pipeline.settings import (  # noqa: E402
     HOME_ENV,
     MODELS,
     checked_device,
+    default_mlflow_uri,
 )
 from beauty_pipeline.study_options import add_study_flags, study_options  # noqa: E402
 from beauty_pipeline.study_run import DemoPlan  # noqa: E402
@@ -74,6 +75,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                  "batch_size", "learning_rate", "seed"):
         default = getattr(ZooSettings, name)
         zoo.add_argument(f"--{name.replace('_', '-')}", type=type(default), default=default)
+    models = sub.add_parser("models", help="registered classifiers with their audit verdict, "
+                                           "newest first (read from MLflow)")
+    models.add_argument("--home", default=os.environ.get(HOME_ENV, "demo-data"),
+                        help="data root whose mlflow.db to read (default: $BEAUTY_PIPELINE_HOME "
+                             "or ./demo-data)")
+    models.add_argument("--tracking-uri", default="",
+                        help="MLflow tracking URI (default: $BEAUTY_PIPELINE_MLFLOW_URI or "
+                             "sqlite:///<home>/mlflow.db)")
     return parser.parse_args(argv)
 
 
@@ -209,6 +218,19 @@ def run_zoo_command(args: argparse.Namespace) -> int:
     return 0 if right == len(results) else 1
 
 
+def run_models(args: argparse.Namespace) -> int:
+    from beauty_pipeline.model_registry import list_registered
+
+    home = Path(args.home).expanduser().resolve()
+    uri = args.tracking_uri or default_mlflow_uri(home)
+    if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).exists():
+        print(f"beauty-pipeline models: no MLflow store at {uri} (run the demo or a study first, "
+              "or pass --home / --tracking-uri)", file=sys.stderr)
+        return 2
+    print(list_registered(uri))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
@@ -218,6 +240,8 @@ def main(argv: list[str] | None = None) -> int:
             return run_study(args)
         if args.command == "zoo":
             return run_zoo_command(args)
+        if args.command == "models":
+            return run_models(args)
     except KeyboardInterrupt:  # outside a study's steps (start-up, demo, zoo): no traceback
         print("\ninterrupted", file=sys.stderr)
         return 130

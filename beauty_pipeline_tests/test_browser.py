@@ -8,9 +8,11 @@ classifier runs; run alone, it makes the runs it needs itself.
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import urllib.parse
+from pathlib import Path
 
 import deploy_support as ds
 import pytest
@@ -150,3 +152,133 @@ def test_mlflow_run_comparison(deploy_stack, page):
         close_assistant.first.wait_for(state="hidden")
     page.screenshot(path=str(SCREENSHOTS / "mlflow-compare.png"))
     page.set_viewport_size({"width": 1600, "height": 1000})
+
+
+# ---------------------------------------------------------------------------------------------
+# After a (tiny) `beauty-pipeline demo`: the MLflow Models page and the gradcam asset page, served
+# from the demo's own stores (SQLite MLflow + the demo's Dagster home) by a real MLflow server
+# and a real Dagster webserver.
+# ---------------------------------------------------------------------------------------------
+
+DEMO_HOME_ENV = "BEAUTY_PIPELINE_BROWSER_DEMO_HOME"  # use this finished demo instead of running one
+TINY_DEMO = ["--image-size", "32", "--persons", "6", "--photos-per-person", "6",
+             "--ordinary", "40", "--epochs", "1", "--backbone-epochs", "1"]
+DEMO_PARTITIONS = [(m, b) for m in ("fairface_resnet34", "resnet18")
+                   for b in ("original", "white", "random")]
+
+
+@pytest.fixture(scope="module")
+def demo_ui(tmp_path_factory):
+    """A tiny demo (the default 2 models x 3 backgrounds), then `mlflow server` on its SQLite
+    store and `dagster-webserver` on its Dagster home; stopped by PID at the end."""
+    import subprocess
+    import sys
+
+    root = tmp_path_factory.mktemp("demo_ui")
+    env = ds.quiet_env(PYTHONPATH=os.pathsep.join(
+        p for p in (str(ds.REPO), os.environ.get("PYTHONPATH")) if p))
+    if os.environ.get(DEMO_HOME_ENV):  # a demo run before (e.g. on a busy machine), checked as is
+        home = Path(os.environ[DEMO_HOME_ENV]).resolve()
+    else:
+        home = root / "home"
+        with open(root / "demo.log", "wb") as log:
+            subprocess.run([sys.executable, "-m", "beauty_pipeline.cli", "demo", "--home",
+                            str(home), *TINY_DEMO], env=env, check=True, timeout=3000, cwd=root,
+                           stdout=log, stderr=subprocess.STDOUT)
+    demo_env = dict(line.removeprefix("export ").split("=", 1)
+                    for line in (home / "demo.env").read_text().splitlines())
+    with ds.supervised(root / "logs") as supervisor:
+        mlflow_port, web_port = ds.free_port(), ds.free_port()
+        mlflow_server = supervisor.start("mlflow", [
+            *ds.console("mlflow", "mlflow"), "server",
+            "--backend-store-uri", f"sqlite:///{home / 'mlflow.db'}",
+            "--host", "127.0.0.1", "--port", str(mlflow_port), "--workers", "1",
+            "--allowed-hosts", f"127.0.0.1:{mlflow_port},127.0.0.1"], env=env)
+        webserver = supervisor.start("webserver", [
+            *ds.console("dagster-webserver", "dagster_webserver"), "-h", "127.0.0.1",
+            "-p", str(web_port), "-m", "beauty_pipeline.definitions"],
+            env={**env, **demo_env}, cwd=root)
+        mlflow_url, dagster_url = f"http://127.0.0.1:{mlflow_port}", f"http://127.0.0.1:{web_port}"
+        ds.wait_until(lambda: ds.http_ok(f"{mlflow_url}/health"), 180, "the MLflow server",
+                      alive=mlflow_server.check_alive)
+        ds.wait_until(lambda: ds.http_ok(f"{dagster_url}/server_info"), 180,
+                      "the Dagster webserver", alive=webserver.check_alive)
+        yield {"home": home, "mlflow": mlflow_url, "dagster": dagster_url}
+
+
+def test_mlflow_models_page_lists_the_demo_models_with_verdicts(demo_ui, page):
+    """The Models page lists one `<model>-<background>` registered model per classifier run of
+    the demo (six after a full demo); each version carries `verdict`, `named_families` and
+    `test_accuracy` tags (REST), `@latest` resolves, and the version page shows the tags."""
+    import requests
+
+    api = f"{demo_ui['mlflow']}/api/2.0/mlflow"
+    experiment = requests.get(f"{api}/experiments/get-by-name",
+                              params={"experiment_name": "beauty-pipeline"}, timeout=10).json()
+    runs = requests.post(f"{api}/runs/search", json={
+        "experiment_ids": [experiment["experiment"]["experiment_id"]], "max_results": 100,
+        "filter": "tags.kind = 'classifier' and attributes.status = 'FINISHED'"}, timeout=10).json()
+    tags_of = [{t["key"]: t["value"] for t in r["data"]["tags"]} for r in runs["runs"]]
+    names = sorted({f"{t['model']}-{t['background']}" for t in tags_of})
+    if not os.environ.get(DEMO_HOME_ENV):
+        assert names == sorted(f"{m}-{b}" for m, b in DEMO_PARTITIONS)
+    assert names
+    for name in names:
+        versions = requests.get(f"{api}/model-versions/search",
+                                params={"filter": f"name='{name}'"}, timeout=10).json()
+        (version,) = versions["model_versions"]
+        tags = {t["key"]: t["value"] for t in version.get("tags", [])}
+        assert {"verdict", "named_families", "test_accuracy"} <= set(tags), (name, tags)
+        latest = requests.get(f"{api}/registered-models/alias",
+                              params={"name": name, "alias": "latest"}, timeout=10).json()
+        assert latest["model_version"]["version"] == version["version"], name
+    page.goto(f"{demo_ui['mlflow']}/#/models")
+    for name in names:
+        page.get_by_text(name, exact=True).first.wait_for()
+    _clear_mlflow_overlays(page)
+    page.screenshot(path=str(SCREENSHOTS / "mlflow-models.png"))
+    page.goto(f"{demo_ui['mlflow']}/#/models/{names[0]}/versions/1")
+    page.get_by_text("verdict", exact=True).first.wait_for()
+    page.get_by_text("named_families", exact=True).first.wait_for()
+    _clear_mlflow_overlays(page)
+    page.screenshot(path=str(SCREENSHOTS / "mlflow-model-version.png"))
+
+
+def _clear_mlflow_overlays(page) -> None:
+    """Close a first-visit modal and the assistant panel of a fresh MLflow UI."""
+    for _ in range(3):
+        if not page.locator("div.du-bois-light-modal-wrap[role=dialog]:visible").count():
+            break
+        page.keyboard.press("Escape")
+        page.wait_for_timeout(500)
+    close_assistant = page.locator("[data-component-id='mlflow.assistant.chat_panel.close']")
+    if close_assistant.count():
+        close_assistant.first.click(timeout=5_000, force=True)
+
+
+def test_dagster_gradcam_page_shows_the_thumbnail_grid_inline(demo_ui, page):
+    """The gradcam asset page of one partition shows the heatmap thumbnail grid in its metadata
+    without opening anything (no "Show Markdown" click)."""
+    done = sorted(p.stem.replace("__", "|") for p in
+                  (demo_ui["home"] / "manifests" / "gradcam").glob("*.json"))
+    key = "original|resnet18" if "original|resnet18" in done else done[0]
+    partition = urllib.parse.quote(key)
+    page.goto(f"{demo_ui['dagster']}/assets/gradcam?view=events&partition={partition}")
+    page.get_by_text("heatmap_grid_file", exact=True).first.wait_for(timeout=90_000)
+    thumbnail = page.locator("img[src^='data:image/webp']").first
+    thumbnail.wait_for()
+    thumbnail.scroll_into_view_if_needed()
+    width, height, loaded = thumbnail.evaluate(
+        "e => [e.naturalWidth, e.naturalHeight, e.complete]")
+    assert loaded and width >= 48 and height >= 48, (width, height)
+    assert thumbnail.is_visible()
+    # in the metadata table itself, not in a "Show Markdown" dialog (nothing was clicked)
+    assert thumbnail.locator("xpath=ancestor::*[@role='dialog']").count() == 0
+    assert thumbnail.locator("xpath=ancestor::tr").filter(has_text="heatmaps").count() == 1
+    page.get_by_text("mlflow_run", exact=True).first.wait_for()
+    skip = page.locator("[role=dialog]").get_by_text("Skip", exact=True)
+    if skip.count():  # the "Join the Dagster community" prompt of a fresh Dagster home
+        skip.first.click()
+        page.locator("[role=dialog]").first.wait_for(state="hidden")
+    thumbnail.scroll_into_view_if_needed()
+    page.screenshot(path=str(SCREENSHOTS / "dagster-gradcam-thumbnails.png"))

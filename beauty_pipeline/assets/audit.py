@@ -1,6 +1,8 @@
 """Group audit: contrastive Grad-CAM with FaceMass, and every shortcut family's controlled probes
 with identity-bootstrap intervals and the verdict, per model x background."""
 
+import base64
+
 import mlflow
 import pandas as pd
 from dagster import (
@@ -10,6 +12,7 @@ from dagster import (
     Output,
     asset,
 )
+from PIL import Image
 from pydantic import Field
 
 from beauty_pipeline.assets.common import (
@@ -28,9 +31,12 @@ from beauty_pipeline.checks import (
     shortcut_verdict,
 )
 from beauty_pipeline.explain import audit as audit_domain
-from beauty_pipeline.explain.plots import thumbnail_png
+from beauty_pipeline.explain.plots import thumbnail_png, thumbnail_webp
+from beauty_pipeline.model_registry import record_verdict
 from beauty_pipeline.partitions import VARIANT_OF_PARTITION, model_background_partitions
 from beauty_pipeline.resources import MlflowTracking, StudyStorage
+
+INLINE_MARKDOWN_LIMIT = 1000  # Dagster 1.13 UI: MetadataEntry.tsx, `mdStr.length < 1000`
 
 
 class GradcamConfig(Config):
@@ -54,7 +60,16 @@ class AuditConfig(Config):
 
 def inline_png(path: str, caption: str, max_side: int = 480) -> MetadataValue:
     """A size-capped thumbnail of a figure file, rendered inline in the Dagster UI."""
-    return png_md(thumbnail_png(path, max_side=max_side, max_bytes=60_000), caption)
+    return png_md(thumbnail_png(path, max_side=max_side, max_bytes=40_000), caption)
+
+
+def inline_thumbnail(path: str, caption: str) -> MetadataValue:
+    """A thumbnail the Dagster UI shows in place: its Markdown renders inline only under 1,000
+    characters (longer ones hide behind "Show Markdown"), so a WebP of the bytes that leaves."""
+    head = f"![{caption}](data:image/webp;base64,"
+    max_bytes = (INLINE_MARKDOWN_LIMIT - 1 - len(head) - 1) // 4 * 3
+    data = base64.b64encode(thumbnail_webp(path, max_side=128, max_bytes=max_bytes)).decode()
+    return MetadataValue.md(f"{head}{data})")
 
 
 def trained_model(classifier: dict) -> audit_domain.TrainedModel:
@@ -85,6 +100,9 @@ def gradcam(context: AssetExecutionContext, config: GradcamConfig, classifier: d
         mlflow.set_tag("gradcam_layer", result["layer"])
         for path in result["figures"].values():
             mlflow.log_artifact(path, artifact_path="gradcam")
+        for kind in ("class_average", "heatmap_grid"):  # the run's Images view shows these
+            with Image.open(result["figures"][kind]) as figure:
+                mlflow.log_image(figure.convert("RGB"), key=f"gradcam_{kind}", step=0)
     yield Output(result, metadata={
         **{k: v for k, v in numbers(result).items() if k.startswith("face_")},
         "face_region_sources": MetadataValue.json(result["face_region_sources"]),
@@ -93,7 +111,12 @@ def gradcam(context: AssetExecutionContext, config: GradcamConfig, classifier: d
         "overlays": inline_png(result["figures"]["overlays"], "overlays"),
         "class_average_file": MetadataValue.path(result["figures"]["class_average"]),
         "overlays_file": MetadataValue.path(result["figures"]["overlays"]),
-        "mlflow_run_id": classifier["mlflow_run_id"]})
+        "mlflow_run_id": classifier["mlflow_run_id"],
+        "heatmaps": inline_thumbnail(result["figures"]["heatmap_grid"],
+                                     "class-average Grad-CAM, celebrity | ordinary"),
+        "heatmap_grid_file": MetadataValue.path(result["figures"]["heatmap_grid"]),
+        "mlflow_run": MetadataValue.url(mlflow_tracking.run_url(
+            classifier.get("mlflow_experiment_id", "0"), classifier["mlflow_run_id"]))})
     yield face_attention(result)
 
 
@@ -119,6 +142,12 @@ def shortcut_audit(context: AssetExecutionContext, config: AuditConfig, classifi
                         "audit/probes.json")
         mlflow.log_dict({k: result[k] for k in ("attribute_mix", "strata", "strata_attributes")},
                         "audit/demographics.json")
+    if classifier.get("registered_model"):  # classifier outputs from before the registry have none
+        record_verdict(classifier["registered_model"], classifier["model_version"],
+                       result["verdict"], "+".join(result["named_families"]) or "none",
+                       (classifier.get("history") or [{}])[-1].get("test_accuracy"))
+        context.log.info(f"{classifier['registered_model']} v{classifier['model_version']}: "
+                         f"verdict {result['verdict']}")
     yield Output(result, metadata={
         **numbers(result), "verdict": result["verdict"],
         "verdict_reasons": MetadataValue.md("\n".join(f"- {r}" for r in result["verdict_reasons"])),

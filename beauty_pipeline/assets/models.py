@@ -28,8 +28,14 @@ from beauty_pipeline.assets.common import (
 )
 from beauty_pipeline.checks import CLASSIFIER_CHECKS, above_chance
 from beauty_pipeline.data.variants import variant_version
+from beauty_pipeline.model_registry import (
+    log_classifier_model,
+    log_data_sets,
+    registered_name,
+)
 from beauty_pipeline.partitions import VARIANT_OF_PARTITION, model_background_partitions
 from beauty_pipeline.resources import MlflowTracking, StudyStorage
+from beauty_pipeline.resources.io import manifest_stem
 from beauty_pipeline.settings import FAIRFACE_CHECKPOINT_ENV, TrainSettings, active_profile
 from beauty_pipeline.training.backbone import (
     AttributeObjective,
@@ -181,8 +187,10 @@ def classifier(context: AssetExecutionContext, config: TrainConfig,
             "dataset_version": dataset_version, "code_version": CODE_VERSION,
             "model": model_name, "background": background, "kind": "classifier"}
     histories, weights = [], []
+    registered = registered_name(model_name, background)
     with mlflow_tracking.run(f"{model_name}/{background}", tags,
-                             run_id=resumed.get("mlflow_run_id") if resumed else None) as run:
+                             run_id=resumed.get("mlflow_run_id") if resumed else None,
+                             log_system_metrics=True) as run:
         import mlflow
 
         if resumed:
@@ -196,6 +204,9 @@ def classifier(context: AssetExecutionContext, config: TrainConfig,
                                "test_images": len(arrays["test"].labels),
                                "backbone": fairface_backbone["origin"]
                                if model_name == "fairface_resnet34" else "none (from scratch)"})
+            log_data_sets(face_dataset_variant, dataset_version, f"face_dataset_variant/{background}",
+                          manifest_stem(storage.path, ["face_dataset_variant"], background)
+                          .with_suffix(".parquet"))
         for index, (seed, seed_checkpoints) in enumerate(zip(seeds, checkpoints, strict=True)):
             prefix = "" if index == 0 else f"seed{seed}_"
 
@@ -221,6 +232,9 @@ def classifier(context: AssetExecutionContext, config: TrainConfig,
                 f"{run_key}_seed{seed}.pt"
             weights.append(str(save_state(path, model.cpu().state_dict())))
             mlflow.log_artifact(weights[-1], artifact_path="weights")
+            if index == 0:  # the registered version is the first seed's model, as `weights`
+                logged = log_classifier_model(model, settings.image_size, registered,
+                                              histories[0][-1].test_accuracy)
         spread = seed_spread(histories)
         mlflow.log_metrics(spread)
         run_id, experiment_id = run.info.run_id, run.info.experiment_id
@@ -231,11 +245,17 @@ def classifier(context: AssetExecutionContext, config: TrainConfig,
                   "seed_weights": weights, "seeds": seeds,
                   "mlflow_run_id": run_id, "mlflow_experiment_id": experiment_id,
                   "dataset_version": dataset_version, "seed_spread": spread,
+                  "registered_model": registered,
+                  "model_version": str(logged.registered_model_version),
+                  "model_uri": logged.model_uri,
                   "image_size": settings.image_size, "history": [m.as_dict() for m in history]},
                  metadata={"train_accuracy": final.train_accuracy,
                            "val_accuracy": final.val_accuracy,
                            "test_accuracy": final.test_accuracy, **spread,
                            "mlflow_run_id": run_id, "epochs": history_table(history),
+                           "registered_model": f"{registered} v{logged.registered_model_version}",
+                           "mlflow_run": MetadataValue.url(mlflow_tracking.run_url(experiment_id,
+                                                                                  run_id)),
                            "weights": MetadataValue.path(weights[0])})
     yield above_chance(final.test_accuracy)
 

@@ -22,7 +22,7 @@ from beauty_pipeline.data.families import (
 )
 from beauty_pipeline.explain.facemass import area_ratio, face_mass, face_regions, source_counts
 from beauty_pipeline.explain.gradcam import explain_predicted_and_true
-from beauty_pipeline.explain.plots import figure_name, plot_class_averages, plot_overlays
+from beauty_pipeline.explain.plots import figure_name, plot_class_averages, plot_overlays, save_heatmap_grid
 from beauty_pipeline.explain.stats import Estimate, IdentityBootstrap
 from beauty_pipeline.explain.verdict import THRESHOLDS, ProbeEffect, Thresholds, decide
 from beauty_pipeline.storage import ImageStore
@@ -118,6 +118,8 @@ def gradcam_audit(trained: TrainedModel, manifest: pd.DataFrame, store: ImageSto
                                    figures_dir / figure_name(trained.name, background, "overlays"),
                                    labels=labels[pick], predictions=predicted.predictions[pick])
     result["figures"] = {"class_average": str(class_figure), "overlays": str(overlay_figure)}
+    result["figures"]["heatmap_grid"] = str(save_heatmap_grid(  # the UI's inline thumbnail
+        images, true_maps, labels, figures_dir / figure_name(trained.name, background, "grid")))
     return result
 
 

@@ -189,3 +189,56 @@ def thumbnail_png(
                 raise ValueError(f"cannot fit a thumbnail in {max_bytes} bytes")
             return data
         side = max(16, int(side * 0.75))
+
+
+def heatmap_grid(images: np.ndarray, heatmaps: np.ndarray, labels: Sequence[int],
+                 class_names: Sequence[str] = CLASS_NAMES, tile: int = 96) -> np.ndarray:
+    """Per class (celebrity first) a column: the class-average heatmap on one colour scale over
+    the class's mean picture, above the heatmap alone. Small enough to stay legible as a
+    thumbnail, unlike the captioned figure."""
+    import cv2
+
+    averages = class_averages(heatmaps, labels, class_names)
+    if not averages:
+        raise ValueError("no heatmaps to average")
+    labels = np.asarray(labels)
+    peak = max(float(a.max()) for a in averages.values()) or 1.0
+    columns = []
+    for name in sorted(averages, key=lambda n: -list(class_names).index(n)):
+        chosen = np.asarray(images)[labels == list(class_names).index(name)]
+        mean_image = np.clip(chosen.astype(np.float32).mean(axis=0) + 0.5, 0, 255).astype(np.uint8)
+        scaled = np.clip(averages[name] / peak, 0.0, 1.0)
+        coloured = (matplotlib.colormaps[CMAP](scaled)[..., :3] * 255 + 0.5).astype(np.uint8)
+        size = (tile, tile)
+        top = overlay(cv2.resize(mean_image, size, interpolation=cv2.INTER_AREA),
+                      cv2.resize(scaled, size, interpolation=cv2.INTER_LINEAR))
+        bottom = cv2.resize(coloured, size, interpolation=cv2.INTER_NEAREST)
+        columns.append(np.concatenate([top, bottom], axis=0))
+    return np.concatenate(columns, axis=1)
+
+
+def save_heatmap_grid(images: np.ndarray, heatmaps: np.ndarray, labels: Sequence[int],
+                      path: Path, tile: int = 96) -> Path:
+    """The heatmap grid as a PNG (the full-size twin of the inline thumbnail)."""
+    from beauty_pipeline.storage import encode_png
+
+    return atomic_write_bytes(Path(path), encode_png(heatmap_grid(images, heatmaps, labels,
+                                                                  tile=tile)))
+
+
+def thumbnail_webp(source: np.ndarray | bytes | str | Path, max_side: int = 128,
+                   max_bytes: int = 700) -> bytes:
+    """A lossy WebP small enough to inline where only a few hundred bytes fit (Dagster renders
+    Markdown metadata in place only under 1,000 characters): lower quality, then size."""
+    image = _as_rgb_image(source)
+    side = max_side
+    while side >= 16:
+        thumb = image.copy()
+        thumb.thumbnail((side, side), Image.Resampling.LANCZOS)
+        for quality in (60, 45, 30, 20, 10):
+            buffer = io.BytesIO()
+            thumb.save(buffer, format="WEBP", quality=quality, method=6)
+            if len(buffer.getvalue()) <= max_bytes:
+                return buffer.getvalue()
+        side = int(side * 0.8)
+    raise ValueError(f"cannot fit a thumbnail in {max_bytes} bytes")

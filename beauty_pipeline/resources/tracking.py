@@ -22,6 +22,35 @@ FAST_FAIL_ENV = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_BA
                  "MLFLOW_HTTP_REQUEST_TIMEOUT": "30"}
 REPLACED_TAG = "beauty_pipeline/replaces_run"
 REASON_TAG = "beauty_pipeline/replacement_reason"
+SYSTEM_METRICS_ENV = "BEAUTY_PIPELINE_SYSTEM_METRICS"
+SYSTEM_METRICS_INTERVAL_ENV = "BEAUTY_PIPELINE_SYSTEM_METRICS_INTERVAL"
+MLFLOW_UI_ENV = "BEAUTY_PIPELINE_MLFLOW_UI"
+
+
+def _env_on(name: str, default: str = "1") -> bool:
+    return os.environ.get(name, default).strip().lower() not in ("0", "false", "no", "off", "")
+
+
+@contextmanager
+def system_metrics(run_id: str, interval_s: float, resumed: bool):
+    """MLflow's system metrics (CPU, memory, disk, network; GPU with nvidia-ml-py) for one run.
+
+    MLflow's monitor logs only after a full interval, so a run shorter than one interval would
+    have none: the samples taken are then published once when the run's work ends."""
+    from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
+
+    monitor = SystemMetricsMonitor(run_id, sampling_interval=interval_s,
+                                   resume_logging=resumed)
+    first_step = monitor._logging_step
+    monitor.start()
+    try:
+        yield monitor
+    finally:
+        monitor.finish()
+        if monitor._logging_step == first_step:  # nothing published yet
+            monitor.collect_metrics()
+            monitor.publish_metrics(monitor.aggregate_metrics())
+            monitor.mlflow_logger.flush()
 
 
 
@@ -33,6 +62,25 @@ class MlflowTracking(ConfigurableResource):
     experiment: str = EXPERIMENT
     artifact_location: str = Field(
         default="", description="Where new experiments store artifacts (default: beside the db).")
+    system_metrics: bool = Field(default_factory=lambda: _env_on(SYSTEM_METRICS_ENV),
+                                 description="Log MLflow system metrics for training runs")
+    system_metrics_interval_s: float = Field(
+        default_factory=lambda: float(os.environ.get(SYSTEM_METRICS_INTERVAL_ENV, "5")), gt=0)
+    ui_url: str = Field(default_factory=lambda: os.environ.get(MLFLOW_UI_ENV, ""),
+                        description="MLflow UI address for links (default: the server, or "
+                                    "http://127.0.0.1:5000 where README's `mlflow ui` listens)")
+
+    def ui_base(self) -> str:
+        """Where a person opens this store's MLflow UI."""
+        if self.ui_url:
+            return self.ui_url.rstrip("/")
+        if self.tracking_uri.startswith(("http://", "https://")):
+            return self.tracking_uri.rstrip("/")
+        return "http://127.0.0.1:5000"
+
+    def run_url(self, experiment_id: str, run_id: str) -> str:
+        """The MLflow UI page of one run."""
+        return f"{self.ui_base()}/#/experiments/{experiment_id}/runs/{run_id}"
 
     def ensure_reachable(self, timeout_s: float = 5.0) -> None:
         """Fail fast, before any work, unless the store answers a real API call."""
@@ -84,7 +132,8 @@ class MlflowTracking(ConfigurableResource):
         return ""
 
     @contextmanager
-    def run(self, name: str, tags: dict[str, str], run_id: str | None = None):
+    def run(self, name: str, tags: dict[str, str], run_id: str | None = None,
+            log_system_metrics: bool = False):
         """Start (or resume, given run_id) the partition's run; ends it FAILED on an exception.
 
         A run id that no longer exists (deleted, or a store rebuilt) gets a new run, tagged with
@@ -94,6 +143,12 @@ class MlflowTracking(ConfigurableResource):
             tags = {**tags, REPLACED_TAG: run_id, REASON_TAG: reason}
             name, run_id = name or f"replaces {run_id[:8]}", None
         with mlflow.start_run(run_id=run_id, experiment_id=None if run_id else experiment_id,
-                              run_name=None if run_id else name, tags=tags) as active:
-            yield active
+                              run_name=None if run_id else name, tags=tags,
+                              log_system_metrics=False) as active:
+            if log_system_metrics and self.system_metrics:
+                with system_metrics(active.info.run_id, self.system_metrics_interval_s,
+                                    resumed=run_id is not None):
+                    yield active
+            else:
+                yield active
 
