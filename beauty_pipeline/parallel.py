@@ -143,7 +143,7 @@ def _plain(results) -> list:
 def run_chunks(step: str, function, context: tuple, jobs: list, *, ledger: ChunkLedger | None,
                workers: int = 0, chunk_size: int = 16, preload: tuple[str, ...] = (),
                initializer=None, count: ChunkCount | None = None, on_chunk=None,
-               still_valid=None, min_pool_jobs: int = MIN_POOL_JOBS) -> list:
+               still_valid=None, min_pool_jobs: int = MIN_POOL_JOBS, on_fresh=None) -> list:
     """[function(*context, chunk) for each chunk of jobs], flattened in job order: in a process
     pool when there is more than one chunk to compute and more than one core, else here.
 
@@ -151,7 +151,7 @@ def run_chunks(step: str, function, context: tuple, jobs: list, *, ledger: Chunk
     already holds are not computed again: a step stopped half way resumes from its last finished
     chunk. `on_chunk(done_chunks)` runs after each recorded chunk (a stop can be injected there).
     Progress goes out as `step` events, one unit per job. `still_valid(results)` may refuse a
-    ledger entry whose outputs are gone."""
+    ledger entry whose outputs are gone; `on_fresh(results)` sees each chunk computed now."""
     start = time.perf_counter()
     chunks = [jobs[i:i + chunk_size] for i in range(0, len(jobs), chunk_size)]
     ids = [ChunkLedger.chunk_id(step, chunk) for chunk in chunks]
@@ -170,6 +170,8 @@ def run_chunks(step: str, function, context: tuple, jobs: list, *, ledger: Chunk
         if ledger is not None:
             ledger.record(ids[k], out)
         results[k] = out
+        if on_fresh is not None:
+            on_fresh(out)
         state["done"] += len(chunks[k])
         state["computed"] += 1
         emit(step, state["done"], len(jobs))

@@ -97,13 +97,13 @@ MIN_POOL_IMAGES = 64  # fewer images than this to compute in a step: this proces
 
 
 def _chunked(step: str, function, store: ImageStore, jobs: list, settings: VariantSettings,
-             count: ChunkCount, on_chunk=None) -> list:
+             count: ChunkCount, on_chunk=None, on_fresh=None) -> list:
     """One per-image step of a variant over the pool, resumable through the store's ledger."""
     return run_chunks(step, function, (str(store.root),), jobs,
                       ledger=ChunkLedger(store.root / "chunk-ledger"), workers=settings.workers,
                       chunk_size=CHUNK, preload=PRELOAD, initializer=_init_worker, count=count,
                       on_chunk=on_chunk, still_valid=lambda out: _keys_stored(store, out),
-                      min_pool_jobs=MIN_POOL_IMAGES)
+                      min_pool_jobs=MIN_POOL_IMAGES, on_fresh=on_fresh)
 
 
 def _keys_stored(store: ImageStore, results) -> bool:
@@ -233,9 +233,10 @@ def _plates(study: pd.DataFrame, plated: list[int], mask_keys: list[str], backgr
             plates[i] = whites[shape]
         return plates, 0
     jobs = [(str(study.at[i, "image_key"]), mask_keys[i], settings.plate_method) for i in plated]
-    made = _chunked("background plates", plate_chunk, store, jobs, settings, count, on_chunk)
-    return {i: key for i, (key, _) in zip(plated, made, strict=True)}, \
-        sum(flag for _, flag in made)
+    inpainted = []
+    made = _chunked("background plates", plate_chunk, store, jobs, settings, count, on_chunk,
+                    on_fresh=lambda out: inpainted.extend(flag for _, flag in out))
+    return {i: key for i, (key, _) in zip(plated, made, strict=True)}, sum(inpainted)
 
 
 def segmenter_label(backends: list[str]) -> str:
