@@ -143,14 +143,15 @@ def _plain(results) -> list:
 def run_chunks(step: str, function, context: tuple, jobs: list, *, ledger: ChunkLedger | None,
                workers: int = 0, chunk_size: int = 16, preload: tuple[str, ...] = (),
                initializer=None, count: ChunkCount | None = None, on_chunk=None,
-               still_valid=None, min_pool_jobs: int = MIN_POOL_JOBS, on_fresh=None) -> list:
+               still_valid=None, min_pool_jobs: int = MIN_POOL_JOBS, on_fresh=None,
+               label: str = "") -> list:
     """[function(*context, chunk) for each chunk of jobs], flattened in job order: in a process
     pool when there is more than one chunk to compute and more than one core, else here.
 
     Every finished chunk is recorded in the ledger as it is collected, and chunks the ledger
     already holds are not computed again: a step stopped half way resumes from its last finished
     chunk. `on_chunk(done_chunks)` runs after each recorded chunk (a stop can be injected there).
-    Progress goes out as `step` events, one unit per job. `still_valid(results)` may refuse a
+    Progress goes out as `label` (else `step`) events, one unit per job. `still_valid(results)` may refuse a
     ledger entry whose outputs are gone; `on_fresh(results)` sees each chunk computed now."""
     start = time.perf_counter()
     chunks = [jobs[i:i + chunk_size] for i in range(0, len(jobs), chunk_size)]
@@ -163,7 +164,7 @@ def run_chunks(step: str, function, context: tuple, jobs: list, *, ledger: Chunk
     state = {"done": sum(len(chunks[k]) for k in range(len(chunks)) if results[k] is not None),
              "computed": 0}
     if jobs:
-        emit(step, state["done"], len(jobs))
+        emit(label or step, state["done"], len(jobs))
 
     def finished(k: int, out) -> None:
         out = _plain(out)
@@ -174,7 +175,7 @@ def run_chunks(step: str, function, context: tuple, jobs: list, *, ledger: Chunk
             on_fresh(out)
         state["done"] += len(chunks[k])
         state["computed"] += 1
-        emit(step, state["done"], len(jobs))
+        emit(label or step, state["done"], len(jobs))
         if on_chunk is not None:
             on_chunk(state["computed"])
 

@@ -97,13 +97,14 @@ MIN_POOL_IMAGES = 64  # fewer images than this to compute in a step: this proces
 
 
 def _chunked(step: str, function, store: ImageStore, jobs: list, settings: VariantSettings,
-             count: ChunkCount, on_chunk=None, on_fresh=None) -> list:
+             count: ChunkCount, on_chunk=None, on_fresh=None, background: str = "") -> list:
     """One per-image step of a variant over the pool, resumable through the store's ledger."""
     return run_chunks(step, function, (str(store.root),), jobs,
                       ledger=ChunkLedger(store.root / "chunk-ledger"), workers=settings.workers,
                       chunk_size=CHUNK, preload=PRELOAD, initializer=_init_worker, count=count,
                       on_chunk=on_chunk, still_valid=lambda out: _keys_stored(store, out),
-                      min_pool_jobs=MIN_POOL_IMAGES, on_fresh=on_fresh)
+                      min_pool_jobs=MIN_POOL_IMAGES, on_fresh=on_fresh,
+                      label=f"{background} variant: {step}" if background else step)
 
 
 def _keys_stored(store: ImageStore, results) -> bool:
@@ -177,7 +178,8 @@ def build_variant(study: pd.DataFrame, background: str, store: ImageStore, segme
     count = ChunkCount()
     study = study.reset_index(drop=True)
     mask_keys, backends = person_mask_keys(study, store, segmenter, settings.workers)
-    fractions = _chunked("mask QA", _fraction_chunk, store, mask_keys, settings, count, on_chunk)
+    fractions = _chunked("mask QA", _fraction_chunk, store, mask_keys, settings, count, on_chunk,
+                         background=background)
     verdicts = [fraction_is_plausible(f, settings.mask_min, settings.mask_max)
                 for f in fractions]
     ok = np.array([v[0] for v in verdicts])
@@ -200,7 +202,8 @@ def build_variant(study: pd.DataFrame, background: str, store: ImageStore, segme
             draws[i] = pool[int(rng.integers(len(pool)))]
             plate = plates[draws[i]]
         jobs.append((background, str(study.at[i, "image_key"]), mask_keys[i], plate))
-    made = _chunked(f"{background} images", _variant_chunk, store, jobs, settings, count, on_chunk)
+    made = _chunked("images", _variant_chunk, store, jobs, settings, count, on_chunk,
+                    background=background)
     rows = []
     for i, (image_key, mask_key) in zip(kept, made, strict=True):
         record = study.iloc[i].to_dict()
@@ -213,7 +216,7 @@ def build_variant(study: pd.DataFrame, background: str, store: ImageStore, segme
     parts = [balance_split(manifest[manifest["split"] == side], rng) for side in SPLITS
              if (manifest["split"] == side).any()]
     manifest = pd.concat(parts).sort_values("sample_id").reset_index(drop=True)
-    manifest = add_counterfactuals(manifest, store, settings, count, on_chunk)
+    manifest = add_counterfactuals(manifest, store, settings, count, on_chunk, background)
     manifest = manifest.drop(columns=["plate_key"])
     return VariantResult(manifest, dropped.reset_index(drop=True), segmenter_label(backends),
                          count, computed)
@@ -235,7 +238,8 @@ def _plates(study: pd.DataFrame, plated: list[int], mask_keys: list[str], backgr
     jobs = [(str(study.at[i, "image_key"]), mask_keys[i], settings.plate_method) for i in plated]
     inpainted = []
     made = _chunked("background plates", plate_chunk, store, jobs, settings, count, on_chunk,
-                    on_fresh=lambda out: inpainted.extend(flag for _, flag in out))
+                    on_fresh=lambda out: inpainted.extend(flag for _, flag in out),
+                    background=background)
     return {i: key for i, (key, _) in zip(plated, made, strict=True)}, sum(inpainted)
 
 
@@ -245,7 +249,8 @@ def segmenter_label(backends: list[str]) -> str:
 
 
 def add_counterfactuals(manifest: pd.DataFrame, store: ImageStore, settings: VariantSettings,
-                        count: ChunkCount | None = None, on_chunk=None) -> pd.DataFrame:
+                        count: ChunkCount | None = None, on_chunk=None,
+                        background: str = "") -> pd.DataFrame:
     """The four counterfactual versions of every test image, stored, from the variant's images,
     masks and plates by key; the neutral plate's colour comes from the train images'
     backgrounds. Partners are drawn as build_counterfactuals draws them, the composites made over
@@ -260,7 +265,7 @@ def add_counterfactuals(manifest: pd.DataFrame, store: ImageStore, settings: Var
     train = manifest[manifest["split"] == "train"]
     pairs = list(zip(train["variant_image_key"], train["mask_key"], strict=True))
     sums = _chunked("neutral plate", _background_sum_chunk, store, pairs, settings, count,
-                    on_chunk)
+                    on_chunk, background=background)
     neutral = _neutral(sums) if len(train) else np.full(3, 128, np.uint8)
     rows = manifest.loc[test]
     if not len(rows):
@@ -274,7 +279,7 @@ def add_counterfactuals(manifest: pd.DataFrame, store: ImageStore, settings: Var
             for image, mask, j, k in zip(rows["variant_image_key"], rows["mask_key"], same, other,
                                          strict=True)]
     made = _chunked("counterfactual sets", _counterfactual_chunk, store, jobs, settings, count,
-                    on_chunk)
+                    on_chunk, background=background)
     manifest.loc[test, "cf_face_only_key"] = [m[0] for m in made]
     manifest.loc[test, "cf_background_only_key"] = plate_keys
     manifest.loc[test, "cf_mixed_same_key"] = [m[1] for m in made]
