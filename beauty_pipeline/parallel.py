@@ -148,14 +148,15 @@ def run_chunks(step: str, function, context: tuple, jobs: list, *, ledger: Chunk
     """[function(*context, chunk) for each chunk of jobs], flattened in job order: in a process
     pool when there is more than one chunk to compute and more than one core, else here.
 
-    Every finished chunk is recorded in the ledger as it is collected, and chunks the ledger
-    already holds are not computed again: a step stopped half way resumes from its last finished
+    Every finished chunk is recorded in the ledger as it is collected (under a digest of the
+    step, the context and the chunk's jobs), and chunks the ledger already holds are not
+    computed again: a step stopped half way resumes from its last finished
     chunk. `on_chunk(done_chunks)` runs after each recorded chunk (a stop can be injected there).
     Progress goes out as `label` (else `step`) events, one unit per job. `still_valid(results)` may refuse a
     ledger entry whose outputs are gone; `on_fresh(results)` sees each chunk computed now."""
     start = time.perf_counter()
     chunks = [jobs[i:i + chunk_size] for i in range(0, len(jobs), chunk_size)]
-    ids = [ChunkLedger.chunk_id(step, chunk) for chunk in chunks]
+    ids = [ChunkLedger.chunk_id(step, [list(context), chunk]) for chunk in chunks]  # settings too
     results = [ledger.get(chunk) if ledger is not None else None for chunk in ids]
     results = [found if found is None or still_valid is None or still_valid(found) else None
                for found in results]

@@ -171,6 +171,10 @@ def test_run_chunks_pool_equals_serial_and_the_ledger_is_read_back(tmp_path):
     assert run_chunks("squares", _square, (3,), jobs, ledger=ledger, workers=1, chunk_size=7,
                       count=again) == serial
     assert (again.computed, again.reused) == (0, 8)
+    other = ChunkCount()  # other settings (the context): nothing read back
+    assert run_chunks("squares", _square, (4,), jobs, ledger=ledger, workers=1, chunk_size=7,
+                      count=other)[-1] == [49, 4 * 49 * 49]
+    assert (other.computed, other.reused) == (8, 0)
 
 
 def _scene(size: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -201,3 +205,35 @@ def test_reduced_plate_is_telea_below_the_work_side_and_close_above():
     assert reduced[person].std() > 1.0
     with pytest.raises(ValueError, match="unknown plate method"):
         background_plate(image, mask, method="sharpie")
+
+
+def _planted_faces(root: Path) -> tuple[ImageStore, pd.DataFrame]:
+    """test_quality's planted resolution cue (40 crops, two source resolutions), in a new store."""
+    from test_quality import FACE_BOX, crop_with_detail
+
+    store = ImageStore(root / "images")
+    rows = []
+    for i in range(40):
+        looks = int(i < 20)
+        detail = 150.0 + (i % 11) if looks else 70.0 + (i % 9)
+        rows.append({"image_key": store.put_array(crop_with_detail(i, detail)),
+                     "person": f"p{i}", "looks": looks, "face_x0": FACE_BOX[0],
+                     "face_y0": FACE_BOX[1], "face_x1": FACE_BOX[2], "face_y1": FACE_BOX[3],
+                     "face_px": detail, "jpeg_quality": 70.0 if i % 3 else np.nan,
+                     "sharpness": np.nan, "face_share": 0.4})
+    return store, pd.DataFrame(rows)
+
+
+def test_quality_matching_over_the_pool_equals_one_process(tmp_path, monkeypatch):
+    from beauty_pipeline.data import quality
+
+    monkeypatch.setattr(quality, "MIN_POOL_IMAGES", 1)
+    serial_store, faces = _planted_faces(tmp_path / "serial")
+    pool_store, same = _planted_faces(tmp_path / "pool")
+    one, targets = quality.match_quality(faces, serial_store, workers=1)
+    two, pooled_targets = quality.match_quality(same, pool_store, workers=2)
+    assert targets == pooled_targets and targets["jpeg_quality"] is not None
+    pd.testing.assert_frame_equal(one, two)
+    assert one["quality_match"].str.contains("jpeg").all()
+    again, _ = quality.match_quality(faces, serial_store, workers=1)  # read from the ledger
+    pd.testing.assert_frame_equal(again, one)

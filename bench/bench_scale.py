@@ -5,7 +5,8 @@ celebrity photos (20 per person) and half ordinary faces, at the study's 224 px,
 per size, then runs each stage once and prints one line per stage:
 
   images, wall seconds, images/s, cores busy ((CPU time of this process, its pool workers and
-  their forkserver) / wall), peak memory of this process, GPU busy % (nvidia-smi sampled while
+  their forkserver) / wall), that CPU time (steadier than wall time on a shared machine), peak
+  memory of this process, GPU busy % (nvidia-smi sampled while
   the stage runs, when a GPU exists; else n/a).
 
 It then prints how each stage's wall time grew from one size to the next, against the growth of
@@ -49,6 +50,7 @@ class StageCost:
     images: int
     wall: float
     cores: float
+    cpu: float
     peak_mib: float
     gpu: str
 
@@ -108,7 +110,7 @@ def timed(stage: str, images: int, work):
     wall = time.perf_counter() - start
     cores = (cpu_seconds() - cpu) / wall if wall else float("nan")
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return result, StageCost(stage, images, wall, cores, peak, gpu.busy())
+    return result, StageCost(stage, images, wall, cores, cores * wall, peak, gpu.busy())
 
 
 def spec_for(images: int, size: int, seed: int) -> DemoSpec:
@@ -137,20 +139,20 @@ def run_size(images: int, size: int, seed: int, workers: int, root: Path) -> lis
             study, b, store, None, variant_settings(seed, workers)))
         costs.append(cost)
     data = sum(c.wall for c in costs[1:])
-    costs.append(StageCost("data stages (after render)", len(study), data,
-                           sum(c.cores * c.wall for c in costs[1:]) / data, costs[-1].peak_mib,
-                           "n/a"))
+    cpu = sum(c.cpu for c in costs[1:])
+    costs.append(StageCost("data stages (after render)", len(study), data, cpu / data, cpu,
+                           costs[-1].peak_mib, "n/a"))
     return costs
 
 
 def table(label: str, runs: dict[int, list[StageCost]]) -> str:
     """One line per stage and size, then each stage's growth between consecutive sizes."""
     lines = [f"### {label}", "",
-             "| size | stage | images | wall s | images/s | cores busy | peak MiB | GPU busy |",
-             "|---:|---|---:|---:|---:|---:|---:|---:|"]
+             "| size | stage | images | wall s | images/s | cores busy | CPU s | peak MiB | GPU busy |",
+             "|---:|---|---:|---:|---:|---:|---:|---:|---:|"]
     for size, costs in runs.items():
         lines += [f"| {size} | {c.stage} | {c.images} | {c.wall:.1f} | {c.rate:.1f} | "
-                  f"{c.cores:.2f} | {c.peak_mib:.0f} | {c.gpu} |" for c in costs]
+                  f"{c.cores:.2f} | {c.cpu:.1f} | {c.peak_mib:.0f} | {c.gpu} |" for c in costs]
     sizes = list(runs)
     if len(sizes) > 1:
         lines += ["", "| stage | " + " | ".join(f"{a}->{b}" for a, b in zip(sizes, sizes[1:], strict=False))
@@ -160,7 +162,8 @@ def table(label: str, runs: dict[int, list[StageCost]]) -> str:
             for a, b in zip(sizes, sizes[1:], strict=False):
                 first, second = runs[a][k], runs[b][k]
                 cells.append(f"{second.images / first.images:.2f}x images, "
-                             f"{second.wall / first.wall:.2f}x time")
+                             f"{second.wall / first.wall:.2f}x wall, "
+                             f"{second.cpu / max(first.cpu, 1e-9):.2f}x CPU")
             lines.append(f"| {cost.stage} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -177,12 +180,14 @@ def merged_tables(files: list[Path]) -> str:
     if len(labels) == 2:  # side by side: the second's wall time as a share of the first's
         first, second = merged[labels[0]], merged[labels[1]]
         lines = ["", f"### {labels[1]} vs {labels[0]} (wall time, same sizes, run alternately)",
-                 "", "| size | stage | " + f"{labels[0]} s | {labels[1]} s | share | speed-up |",
-                 "|---:|---|---:|---:|---:|---:|"]
+                 "", "| size | stage | " + f"{labels[0]} wall s | {labels[1]} wall s | share | "
+                 f"{labels[0]} CPU s | {labels[1]} CPU s | share |",
+                 "|---:|---|---:|---:|---:|---:|---:|---:|"]
         for images in sorted(set(first) & set(second)):
             for a, b in zip(first[images], second[images], strict=True):
                 lines.append(f"| {images} | {a.stage} | {a.wall:.1f} | {b.wall:.1f} | "
-                             f"{b.wall / a.wall:.0%} | {a.wall / b.wall:.1f}x |")
+                             f"{b.wall / a.wall:.0%} | {a.cpu:.1f} | {b.cpu:.1f} | "
+                             f"{b.cpu / max(a.cpu, 1e-9):.0%} |")
         out.append("\n".join(lines))
     return "\n\n".join(out)
 
@@ -212,7 +217,8 @@ def main() -> int:
             runs[images] = run_size(images, args.image_size, args.seed, args.workers, Path(tmp))
         for c in runs[images]:
             print(f"{images:>6} {c.stage:<28} {c.images:>6} {c.wall:>8.1f}s {c.rate:>8.1f}/s "
-                  f"{c.cores:>5.2f} cores {c.peak_mib:>7.0f} MiB  GPU {c.gpu}", flush=True)
+                  f"{c.cores:>5.2f} cores {c.cpu:>7.1f} CPU s {c.peak_mib:>7.0f} MiB  GPU {c.gpu}",
+                  flush=True)
     print()
     print(table(label, runs))
     if args.json:
