@@ -177,11 +177,11 @@ def merged_tables(files: list[Path]) -> str:
                 merged.setdefault(label, {})[int(images)] = [StageCost(**c) for c in costs]
     out = [table(label, dict(sorted(runs.items()))) for label, runs in merged.items()]
     labels = list(merged)
-    if len(labels) == 2:  # side by side: the second's wall time as a share of the first's
-        first, second = merged[labels[0]], merged[labels[1]]
-        lines = ["", f"### {labels[1]} vs {labels[0]} (wall time, same sizes, run alternately)",
-                 "", "| size | stage | " + f"{labels[0]} wall s | {labels[1]} wall s | share | "
-                 f"{labels[0]} CPU s | {labels[1]} CPU s | share |",
+    for later in labels[1:]:  # side by side: each later label's time as a share of the first's
+        first, second = merged[labels[0]], merged[later]
+        lines = ["", f"### {later} vs {labels[0]} (same sizes, run alternately)",
+                 "", "| size | stage | " + f"{labels[0]} wall s | {later} wall s | share | "
+                 f"{labels[0]} CPU s | {later} CPU s | share |",
                  "|---:|---|---:|---:|---:|---:|---:|---:|"]
         for images in sorted(set(first) & set(second)):
             for a, b in zip(first[images], second[images], strict=True):
