@@ -3,6 +3,7 @@ once by content, and a stopped build that resumes without redoing a finished chu
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -80,6 +81,15 @@ def test_counterfactual_sets_are_build_counterfactuals_own(tmp_path, background)
             test["sample_id"].to_numpy()[built.same_partner]).all()
 
 
+def test_sets_the_pool_does_not_know_fall_back_to_build_counterfactuals(tmp_path, monkeypatch):
+    """If data/counterfactual.py gains a set, the variant still gets every set (made serially)."""
+    study, store = make_study(tmp_path)
+    pooled = build_variant(study, "random", store, None, VariantSettings(workers=1)).manifest
+    monkeypatch.setattr(variants, "POOLED_SETS", ("face_only",))
+    serial = build_variant(study, "random", store, None, VariantSettings(workers=1)).manifest
+    pd.testing.assert_frame_equal(pooled, serial)
+
+
 def test_each_plate_is_inpainted_once_for_every_variant_and_rerun(tmp_path):
     study, store = make_study(tmp_path)
     settings = VariantSettings(workers=1)
@@ -130,6 +140,9 @@ KILLED = textwrap.dedent("""
 
     def kill(done):
         if done >= {after}:
+            import psutil  # the pool's forkserver and workers outlive a SIGKILLed parent
+            pids = [p.pid for p in psutil.Process().children(recursive=True)]
+            Path({root!r}, "orphans").write_text(" ".join(map(str, pids)))
             os.kill(os.getpid(), signal.SIGKILL)
 
     study, store = make_study(Path({root!r}))
@@ -147,6 +160,9 @@ def test_a_killed_build_keeps_its_finished_chunks(tmp_path, workers):
     env = {**os.environ, "PYTHONPATH": f"{REPO}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
     done = subprocess.run([sys.executable, "-c", script], env=env, cwd=tmp_path, timeout=300)
     assert done.returncode == -signal.SIGKILL
+    for pid in (tmp_path / "orphans").read_text().split():  # what a SIGKILL leaves running
+        with contextlib.suppress(OSError):
+            os.kill(int(pid), signal.SIGKILL)
     study, store = make_study(tmp_path)
     resumed = build_variant(study, "random", store, None, VariantSettings(workers=1))
     assert resumed.work.reused == after

@@ -29,6 +29,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import pandas as pd
 import psutil
 
 import beauty_pipeline
@@ -126,11 +127,25 @@ def variant_settings(seed: int, workers: int) -> VariantSettings:
     return VariantSettings(seed=seed, **({"workers": workers} if "workers" in fields else {}))
 
 
-def run_size(images: int, size: int, seed: int, workers: int, root: Path) -> list[StageCost]:
+def rendered(spec: DemoSpec, store: ImageStore, cache: Path | None) -> pd.DataFrame:
+    """The synthetic photos in the store; with a cache folder, rendered once per size and copied
+    in afterwards, so runs compared side by side build from the same files."""
+    if cache is None:
+        return world_faces(spec, store)
+    folder = cache / f"{spec.persons}p-{spec.ordinary}o-{spec.image_size}px-{spec.seed}"
+    if not (folder / "faces.parquet").is_file():
+        faces = world_faces(spec, ImageStore(folder / "images"))
+        faces.to_parquet(folder / "faces.parquet")
+    shutil.copytree(folder / "images", store.root, dirs_exist_ok=True)
+    return pd.read_parquet(folder / "faces.parquet")
+
+
+def run_size(images: int, size: int, seed: int, workers: int, root: Path,
+             cache: Path | None = None) -> list[StageCost]:
     """Every data stage once, on a fresh store, for one study size."""
     store = ImageStore(root / "images")
     spec = spec_for(images, size, seed)
-    faces, render = timed("render photos", images, lambda: world_faces(spec, store))
+    faces, render = timed("render photos", images, lambda: rendered(spec, store, cache))
     study, split = timed("study set", len(faces),
                          lambda: build_study_set(faces, store, SplitSettings(seed=seed)))
     costs = [render, split]
@@ -201,6 +216,8 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--label", default="", help="names the table (default: the checkout)")
     parser.add_argument("--json", type=Path, help="also write the figures here")
+    parser.add_argument("--render-cache", type=Path,
+                        help="render each size once into this folder and copy it in after")
     parser.add_argument("--tables", type=Path, nargs="+",
                         help="print the tables of earlier --json files (one size each, "
                              "run side by side) instead of measuring")
@@ -214,7 +231,8 @@ def main() -> int:
     runs = {}
     for images in args.sizes:
         with tempfile.TemporaryDirectory(prefix="bench-scale-") as tmp:
-            runs[images] = run_size(images, args.image_size, args.seed, args.workers, Path(tmp))
+            runs[images] = run_size(images, args.image_size, args.seed, args.workers, Path(tmp),
+                                    args.render_cache)
         for c in runs[images]:
             print(f"{images:>6} {c.stage:<28} {c.images:>6} {c.wall:>8.1f}s {c.rate:>8.1f}/s "
                   f"{c.cores:>5.2f} cores {c.cpu:>7.1f} CPU s {c.peak_mib:>7.0f} MiB  GPU {c.gpu}",
