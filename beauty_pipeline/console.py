@@ -9,6 +9,7 @@ import sys
 import time
 import traceback
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 from beauty_pipeline.progress import ProgressEvent
@@ -97,8 +98,39 @@ def log_traceback(path: Path, error: BaseException) -> None:
         handle.write("".join(traceback.format_exception(error)))
 
 
+@dataclass
+class TaskPace:
+    """How fast one task goes: units done since its first event, over the time since then."""
+
+    started: float
+    first_done: int
+    last_logged: float
+    last_done: int = 0
+    finished: bool = False
+
+    def rate(self, done: int, now: float) -> float | None:
+        """Units per second since the task's first event; None before any progress."""
+        elapsed = now - self.started
+        return (done - self.first_done) / elapsed if elapsed > 0 and done > self.first_done \
+            else None
+
+
+def pace_text(rate: float | None, done: int, total: int) -> str:
+    """'12.3 images/s, 1:05 left' (or just the rate when finished; '' before any progress)."""
+    if rate is None or rate <= 0:
+        return ""
+    text = f"{rate:.1f}/s" if rate >= 1 else f"{60 * rate:.1f}/min"
+    if done < total:
+        left = int(round((total - done) / rate))
+        text += f", {left // 3600}:{left // 60 % 60:02d}:{left % 60:02d} left"
+    return text
+
+
 class ProgressView:
-    """Progress events as rich bars on a terminal, as one line per finished task in a log file."""
+    """Progress events as rich bars on a terminal, as lines in a log file; both show each task's
+    pace (units/s) and an estimate of the time left."""
+
+    log_every = 30.0  # seconds between a long task's lines in a log
 
     # in a log, a person's few photos through detection are not worth a line each
     min_logged = {"face detection": 200}
@@ -107,6 +139,8 @@ class ProgressView:
         self.stream = stream or sys.stderr
         self.bars = None
         self.tasks: dict[str, int] = {}
+        self.paces: dict[str, TaskPace] = {}
+        self.clock = time.monotonic
         if self.stream.isatty():
             from rich.console import Console
             from rich.progress import (
@@ -132,14 +166,29 @@ class ProgressView:
         if self.bars is not None:
             self.bars.stop()
 
+    def _pace(self, event: ProgressEvent, now: float) -> str:
+        """The task's pace text; a task that starts over (done went back) is timed afresh."""
+        pace = self.paces.get(event.task)
+        if pace is None or event.done < pace.last_done or pace.finished:
+            pace = self.paces[event.task] = TaskPace(now, event.done, now)
+        pace.last_done, pace.finished = event.done, event.done >= event.total
+        return pace_text(pace.rate(event.done, now), event.done, event.total)
+
     def __call__(self, event: ProgressEvent) -> None:
+        now = self.clock()
+        pace = self._pace(event, now)
         if self.bars is None:
-            if event.done >= event.total and event.total >= self.min_logged.get(event.task, 1):
-                detail = f" ({event.detail})" if event.detail else ""
-                print(f"  [{event.task}] {event.done}/{event.total} done{detail}",
-                      file=self.stream, flush=True)
+            finished = event.done >= event.total
+            due = now - self.paces[event.task].last_logged >= self.log_every
+            if (finished or due) and event.total >= self.min_logged.get(event.task, 1):
+                self.paces[event.task].last_logged = now
+                detail = "; ".join(part for part in (event.detail, pace) if part)
+                state = "done" if finished else "so far"
+                print(f"  [{event.task}] {event.done}/{event.total} {state}"
+                      f"{f' ({detail})' if detail else ''}", file=self.stream, flush=True)
             return
+        detail = "  ".join(part for part in (pace, event.detail) if part)
         if event.task not in self.tasks:
             self.tasks[event.task] = self.bars.add_task(event.task, total=event.total, detail="")
         self.bars.update(self.tasks[event.task], completed=event.done, total=event.total,
-                         detail=event.detail)
+                         detail=detail)

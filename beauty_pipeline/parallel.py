@@ -3,14 +3,21 @@
 from __future__ import annotations
 
 import ast
+import json
 import logging
 import multiprocessing
+import os
 import sys
+import time
 import types
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
+
+from beauty_pipeline.progress import emit
+from beauty_pipeline.storage import ChunkLedger
 
 log = logging.getLogger(__name__)
 
@@ -103,3 +110,86 @@ def _main_hidden(hide: bool):
         yield
     finally:
         sys.modules["__main__"] = main
+
+
+MIN_POOL_JOBS = 64  # fewer images than this to compute: starting a pool costs more than it saves
+
+
+@dataclass
+class ChunkCount:
+    """What a chunked step did: chunks computed now vs read back from its ledger, and its time."""
+
+    computed: int = 0
+    reused: int = 0
+    images: int = 0
+    wall_seconds: float = 0.0
+    steps: dict = field(default_factory=dict)
+
+    def add(self, step: str, computed: int, reused: int, images: int, seconds: float) -> None:
+        """Tally one step's chunks and time (a variant build runs several steps)."""
+        self.computed += computed
+        self.reused += reused
+        self.images += images
+        self.wall_seconds += seconds
+        self.steps[step] = {"chunks_computed": computed, "chunks_reused": reused,
+                            "images": images, "wall_seconds": round(seconds, 3)}
+
+
+def _plain(results) -> list:
+    """Results as JSON gives them back, so fresh, pooled and ledger results compare equal."""
+    return json.loads(json.dumps(list(results), default=str))
+
+
+def run_chunks(step: str, function, context: tuple, jobs: list, *, ledger: ChunkLedger | None,
+               workers: int = 0, chunk_size: int = 16, preload: tuple[str, ...] = (),
+               initializer=None, count: ChunkCount | None = None, on_chunk=None,
+               still_valid=None, min_pool_jobs: int = MIN_POOL_JOBS, on_fresh=None,
+               label: str = "") -> list:
+    """[function(*context, chunk) for each chunk of jobs], flattened in job order: in a process
+    pool when there is more than one chunk to compute and more than one core, else here.
+
+    Every finished chunk is recorded in the ledger as it is collected (under a digest of the
+    step, the context and the chunk's jobs), and chunks the ledger already holds are not
+    computed again: a step stopped half way resumes from its last finished
+    chunk. `on_chunk(done_chunks)` runs after each recorded chunk (a stop can be injected there).
+    Progress goes out as `label` (else `step`) events, one unit per job. `still_valid(results)` may refuse a
+    ledger entry whose outputs are gone; `on_fresh(results)` sees each chunk computed now."""
+    start = time.perf_counter()
+    chunks = [jobs[i:i + chunk_size] for i in range(0, len(jobs), chunk_size)]
+    ids = [ChunkLedger.chunk_id(step, [list(context), chunk]) for chunk in chunks]  # settings too
+    results = [ledger.get(chunk) if ledger is not None else None for chunk in ids]
+    results = [found if found is None or still_valid is None or still_valid(found) else None
+               for found in results]
+    todo = [k for k, found in enumerate(results) if found is None]
+    reused = len(chunks) - len(todo)
+    state = {"done": sum(len(chunks[k]) for k in range(len(chunks)) if results[k] is not None),
+             "computed": 0}
+    if jobs:
+        emit(label or step, state["done"], len(jobs))
+
+    def finished(k: int, out) -> None:
+        out = _plain(out)
+        if ledger is not None:
+            ledger.record(ids[k], out)
+        results[k] = out
+        if on_fresh is not None:
+            on_fresh(out)
+        state["done"] += len(chunks[k])
+        state["computed"] += 1
+        emit(label or step, state["done"], len(jobs))
+        if on_chunk is not None:
+            on_chunk(state["computed"])
+
+    try:
+        workers = min(workers or os.cpu_count() or 1, len(todo))
+        if workers > 1 and sum(len(chunks[k]) for k in todo) >= min_pool_jobs:
+            order = iter(todo)
+            run_in_pool(function, [(*context, chunks[k]) for k in todo], workers, list(preload),
+                        initializer, on_result=lambda out: finished(next(order), out))
+        for k in todo:  # one core, one chunk, or a pool that broke part way: the rest here
+            if results[k] is None:
+                finished(k, function(*context, chunks[k]))
+    finally:
+        if count is not None:
+            count.add(step, state["computed"], reused, len(jobs), time.perf_counter() - start)
+    return [result for chunk in results for result in chunk]

@@ -206,3 +206,32 @@ def _map_text_columns(frame: pd.DataFrame, convert) -> pd.DataFrame:
     for column in columns:
         frame[column] = frame[column].map(lambda v: convert(v) if isinstance(v, str) else v)
     return frame
+
+
+class ChunkLedger:
+    """Finished chunks of one long step, one small file each (written atomically as a chunk
+    completes): a rerun after Ctrl-C, a kill or a lost machine reads them back instead of
+    computing them again. A chunk's id is a digest of its inputs, so changed inputs never
+    match a stale entry."""
+
+    def __init__(self, folder: Path):
+        self.folder = Path(folder)
+
+    @staticmethod
+    def chunk_id(step: str, jobs: list) -> str:
+        """sha256 of the step's name and the chunk's job descriptions."""
+        return sha256_bytes(json.dumps([step, jobs], default=str).encode())[:32]
+
+    def _path(self, chunk: str) -> Path:
+        return self.folder / chunk[:2] / f"{chunk}.json"
+
+    def get(self, chunk: str) -> list | None:
+        """The recorded results of a finished chunk, or None when it has not finished."""
+        try:
+            return json.loads(self._path(chunk).read_text())["results"]
+        except (OSError, ValueError, KeyError):
+            return None
+
+    def record(self, chunk: str, results: list) -> None:
+        """Mark a chunk finished with its (JSON-able) results."""
+        atomic_write_json(self._path(chunk), {"results": results})

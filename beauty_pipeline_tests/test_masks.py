@@ -132,5 +132,11 @@ def test_variant_materializations_segment_once(study, tmp_path):
             event = instance.get_latest_materialization_event(AssetKey("face_dataset_variant"))
             metadata = event.asset_materialization.metadata
             counts[background] = (metadata["person_masks_computed"].value,
-                                  metadata["person_masks_reused"].value)
-    assert counts == {"original": (8, 0), "white": (0, 8), "random": (0, 8)}
+                                  metadata["person_masks_reused"].value,
+                                  metadata["plates_computed"].value)
+            assert metadata["wall_seconds"].value > 0
+            assert metadata["images_per_second"].value == pytest.approx(
+                8 / metadata["wall_seconds"].value, rel=0.01)
+            assert metadata["chunks_computed"].value > 0
+    # plates: original's four test images, random's four train ones (its test ones are stored)
+    assert counts == {"original": (8, 0, 4), "white": (0, 8, 0), "random": (0, 8, 4)}

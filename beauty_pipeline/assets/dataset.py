@@ -1,12 +1,14 @@
 """Group dataset: the balanced, identity-grouped study set and its background variants."""
 
 import os
+import time
 
 import pandas as pd
 from dagster import AssetExecutionContext, Config, DataVersion, MetadataValue, Output, asset
 from pydantic import Field
 
 from beauty_pipeline.assets.common import CODE_VERSION, ON_INPUTS_CHANGED, counts_by, image_strip_md
+from beauty_pipeline.assets.faces import stage_cost
 from beauty_pipeline.checks import (
     DATASET_CHECKS,
     attribute_mix_parity,
@@ -86,6 +88,7 @@ def face_dataset(context: AssetExecutionContext, config: DatasetConfig,
                  celebrity_faces: dict[str, pd.DataFrame], fairface_faces: pd.DataFrame,
                  ranking: pd.DataFrame, storage: StudyStorage):
     """Balanced train/test set: no person and no near-duplicate on both sides of the split."""
+    started = time.perf_counter()
     current = set(ranking["person"])
     missing = sorted(current - set(celebrity_faces))
     celebrity = [f for person, f in celebrity_faces.items() if person in current]
@@ -140,6 +143,7 @@ def face_dataset(context: AssetExecutionContext, config: DatasetConfig,
         "demographic_matching": MetadataValue.json(
             built.get("demographic_matching", {"mode": "none"})),
         "study_label_csv": MetadataValue.path(str(labels_path)),
+        **stage_cost(started, len(faces)),
         "sample": image_strip_md([storage.images.load(k) for k in sample["image_key"]],
                                  "ordinary then celebrity")})
     yield class_balance(study)
@@ -168,6 +172,7 @@ def face_dataset_variant(context: AssetExecutionContext, config: VariantConfig,
                          face_dataset: pd.DataFrame, storage: StudyStorage) -> Output[pd.DataFrame]:
     """The study set on its original, white (rembg) or random (swapped plate) background."""
     background = context.partition_key
+    started = time.perf_counter()
     segmenter = make_segmenter(SegmenterSettings(config.segmenter, config.rembg_model,
                                                  config.rembg_model_path))
     reused, needed = masks_in_store(face_dataset, storage.images, segmenter)
@@ -183,5 +188,9 @@ def face_dataset_variant(context: AssetExecutionContext, config: VariantConfig,
         "mask_qa_reasons": MetadataValue.json(result.dropped["reason"].value_counts().to_dict()),
         "mean_mask_fraction": float(manifest["mask_fraction"].mean()),
         "person_masks_reused": reused, "person_masks_computed": needed - reused,
+        "plates_computed": result.plates_computed,
+        "chunks_computed": result.work.computed, "chunks_reused": result.work.reused,
+        "steps": MetadataValue.json(result.work.steps),
+        **stage_cost(started, len(face_dataset)),
         "sample": image_strip_md([storage.images.load(k) for k in sample["variant_image_key"]],
                                  f"{background}: ordinary then celebrity")})

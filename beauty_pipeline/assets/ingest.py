@@ -2,6 +2,7 @@
 
 
 import os
+import time
 
 import pandas as pd
 from dagster import AssetExecutionContext, Config, DataVersion, MetadataValue, Output, asset
@@ -14,7 +15,7 @@ from beauty_pipeline.assets.common import (
     previous_manifest,
     table_md,
 )
-from beauty_pipeline.assets.faces import ordinary_faces_from_fairface
+from beauty_pipeline.assets.faces import ordinary_faces_from_fairface, stage_cost
 from beauty_pipeline.demo.source import demo_ordinary_manifest, demo_ranking
 from beauty_pipeline.errors import PipelineError
 from beauty_pipeline.fairface import require_ordinary_class
@@ -103,6 +104,7 @@ def fairface_faces(context: AssetExecutionContext, config: FairfaceConfig,
                    storage: StudyStorage, demo_data: DemoDataResource,
                    face_stage: FacePreprocessing) -> Output[pd.DataFrame]:
     """The ordinary class (looks = 0) with FairFace's age / gender / race labels."""
+    started = time.perf_counter()
     if config.source == "demo":
         faces = demo_ordinary_manifest(demo_data.spec(), storage.images)
         skipped = pd.DataFrame()
@@ -125,4 +127,5 @@ def fairface_faces(context: AssetExecutionContext, config: FairfaceConfig,
                                 if c in skipped]]),
                             "by_gender_race": counts_by(kept, "gender", "race"),
                             "preprocessing": MetadataValue.text(
-                                ", ".join(sorted(kept["preprocessing"].unique())))})
+                                ", ".join(sorted(kept["preprocessing"].unique()))),
+                            **stage_cost(started, len(faces))})

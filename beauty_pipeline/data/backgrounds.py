@@ -31,14 +31,69 @@ def on_white(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
     return composite(image, mask, np.full_like(image, WHITE))
 
 
-def background_plate(image: np.ndarray, mask: np.ndarray, grow: int = 3) -> np.ndarray:
-    """Remove the person and fill the hole by inpainting, leaving only the background."""
+PLATE_WORK_SIDE = 96  # the reduced fill works at about this many pixels across
+# the plate methods, today's first: "telea" inpaints at full size (~0.19 s per 300 px image)
+PLATE_METHODS = ("telea", "telea-reduced", "pyramid")
+PLATE_METHOD = "telea-reduced"
+
+
+def plate_hole(mask: np.ndarray, grow: int = 3) -> np.ndarray:
+    """The region a plate fills: the person mask (alpha > 0.1) grown by `grow` pixels, 0/255."""
     hole = (as_alpha(mask)[..., 0] > 0.1).astype(np.uint8) * 255
     if grow > 0:
         kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * grow + 1, 2 * grow + 1))
         hole = cv2.dilate(hole, kernel)
-    radius = max(3, image.shape[0] // 32)
-    return cv2.inpaint(np.ascontiguousarray(image), hole, radius, cv2.INPAINT_TELEA)
+    return hole
+
+
+def background_plate(image: np.ndarray, mask: np.ndarray, grow: int = 3,
+                     method: str = PLATE_METHOD) -> np.ndarray:
+    """Remove the person and fill the hole, leaving only the background; pixels outside the hole
+    are the photo's own whatever the method."""
+    hole = plate_hole(mask, grow)
+    image = np.ascontiguousarray(image)
+    if method == "telea":
+        return cv2.inpaint(image, hole, max(3, image.shape[0] // 32), cv2.INPAINT_TELEA)
+    if method == "telea-reduced":
+        fill = _reduced_telea(image, hole)
+    elif method == "pyramid":
+        fill = _pyramid_fill(image, hole)
+    else:
+        raise ValueError(f"unknown plate method {method!r}; known: {', '.join(PLATE_METHODS)}")
+    return np.where(hole[..., None] > 0, fill, image)
+
+
+def _reduced_telea(image: np.ndarray, hole: np.ndarray) -> np.ndarray:
+    """TELEA at about PLATE_WORK_SIDE px (radius scaled alike), upsampled: the fill is smooth at
+    that scale anyway, and inpainting cost grows with the hole's pixel count."""
+    height, width = hole.shape
+    scale = min(1.0, PLATE_WORK_SIDE / max(height, width))
+    if scale >= 1.0:
+        return cv2.inpaint(image, hole, max(3, height // 32), cv2.INPAINT_TELEA)
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    small = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+    # any covered share makes a small pixel part of the hole: no person colour leaks into the fill
+    small_hole = (cv2.resize(hole, size, interpolation=cv2.INTER_AREA) > 0).astype(np.uint8) * 255
+    filled = cv2.inpaint(small, small_hole, max(3, size[1] // 32), cv2.INPAINT_TELEA)
+    return cv2.resize(filled, (width, height), interpolation=cv2.INTER_LINEAR)
+
+
+def _pyramid_fill(image: np.ndarray, hole: np.ndarray) -> np.ndarray:
+    """Push-pull fill: known pixels averaged down a pyramid (weighted by how known they are),
+    then the holes filled from the coarser level on the way up."""
+    known = (hole == 0).astype(np.float32)
+    levels = [(image.astype(np.float32) * known[..., None], known)]
+    while min(levels[-1][1].shape) > 2:
+        colour, weight = levels[-1]
+        levels.append((cv2.pyrDown(colour), cv2.pyrDown(weight)))
+    colour, weight = levels[-1]
+    fill = colour / np.maximum(weight, 1e-6)[..., None]
+    for colour, weight in reversed(levels[:-1]):
+        up = cv2.pyrUp(fill, dstsize=(weight.shape[1], weight.shape[0]))
+        own = colour / np.maximum(weight, 1e-6)[..., None]
+        share = np.clip(weight, 0, 1)[..., None]
+        fill = share * own + (1 - share) * up
+    return np.clip(fill + 0.5, 0, 255).astype(np.uint8)
 
 
 def mask_fraction(mask: np.ndarray) -> float:
@@ -48,7 +103,12 @@ def mask_fraction(mask: np.ndarray) -> float:
 
 def mask_is_plausible(mask: np.ndarray, low: float = 0.05, high: float = 0.95) -> tuple[bool, str]:
     """Mask QA: reject empty and whole-image masks, which would make a variant meaningless."""
-    fraction = mask_fraction(mask)
+    return fraction_is_plausible(mask_fraction(mask), low, high)
+
+
+def fraction_is_plausible(fraction: float, low: float = 0.05,
+                          high: float = 0.95) -> tuple[bool, str]:
+    """Mask QA from a mask's coverage alone (pool workers measure it where the mask is loaded)."""
     if fraction < low:
         return False, f"mask covers {fraction:.1%} of the image (< {low:.0%}): person not found"
     if fraction > high:

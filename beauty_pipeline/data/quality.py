@@ -23,8 +23,10 @@ import numpy as np
 import pandas as pd
 from scipy.stats import mannwhitneyu
 
+from beauty_pipeline.data.masks import _init_worker
 from beauty_pipeline.data.parity import CLASS_NAMES
-from beauty_pipeline.storage import ImageStore
+from beauty_pipeline.parallel import run_chunks
+from beauty_pipeline.storage import ChunkLedger, ImageStore
 from beauty_pipeline.vision.quality import (
     CUES,
     face_sharpness,
@@ -192,17 +194,48 @@ def quality_targets(faces: pd.DataFrame, quantile: float = MATCH_QUANTILE) -> di
     return finite_or_none(targets)
 
 
-def _face_in_image(row) -> float:
-    return max(row["face_x1"] - row["face_x0"], row["face_y1"] - row["face_y0"])
+BOX = ("face_x0", "face_y0", "face_x1", "face_y1")
+MIN_POOL_IMAGES = 64  # fewer images than this: this process matches them
 
 
-def match_quality(faces: pd.DataFrame, store: ImageStore, quantile: float = MATCH_QUANTILE
-                  ) -> tuple[pd.DataFrame, dict]:
+def _match_one(store: ImageStore, job: list, target_px, target_q) -> list:
+    """One image through match_quality's degradation: [new key, steps, face px, JPEG quality,
+    sharpness]."""
+    image_key, x0, y0, x1, y1, detail, q = job
+    image = store.load(image_key)
+    steps = []
+    in_image = max(x1 - x0, y1 - y0)
+    if math.isfinite(in_image):  # a source face larger than the crop's was averaged down
+        detail = in_image if not math.isfinite(detail) else min(detail, in_image)
+    if target_px is not None and not math.isfinite(in_image):
+        steps.append("no face box: not resampled")
+    elif target_px is not None and detail > target_px and \
+            reduced_size(image.shape, in_image, target_px) != image.shape[1::-1]:
+        image = resample_face(image, in_image, target_px)
+        steps.append(f"face {detail:.0f}->{target_px:.0f} px")
+        detail = target_px
+    if target_q is not None:
+        image = jpeg_roundtrip(image, target_q)
+        steps.append(f"jpeg q{target_q}")
+        q = target_q if not math.isfinite(q) else min(q, target_q)
+    return [store.put_array(image), "; ".join(steps) or "unchanged", detail, q,
+            face_sharpness(image, (x0, y0, x1, y1))]
+
+
+def _match_chunk(store_root: str, target_px, target_q, jobs: list) -> list:
+    """Pool task: _match_one over a chunk of images."""
+    store = ImageStore(store_root)
+    return [_match_one(store, job, target_px, target_q) for job in jobs]
+
+
+def match_quality(faces: pd.DataFrame, store: ImageStore, quantile: float = MATCH_QUANTILE,
+                  workers: int = 0) -> tuple[pd.DataFrame, dict]:
     """Every image of both classes through the same degradation: faces with more detail than the
     target resolution are resampled down to it (and back to the image's size), then all images
     are JPEG re-encoded at the target quality. Deterministic; new image keys; the cues are then
     re-measured (face_px and jpeg_quality as the detail and compression the image now carries,
-    sharpness from its pixels), the values before kept in <cue>_before_match."""
+    sharpness from its pixels), the values before kept in <cue>_before_match. Images go through
+    the process pool in chunks a rerun reads back."""
     targets = quality_targets(faces, quantile)
     target_px, target_q = targets["face_px"], targets["jpeg_quality"]
     faces = faces.reset_index(drop=True).copy()
@@ -210,31 +243,14 @@ def match_quality(faces: pd.DataFrame, store: ImageStore, quantile: float = MATC
         if cue not in faces:
             faces[cue] = np.nan
         faces[f"{cue}_before_match"] = faces[cue]
-    keys, applied, face_px, quality, sharpness = [], [], [], [], []
-    for _, row in faces.iterrows():
-        image = store.load(row["image_key"])
-        steps = []
-        in_image, detail = _face_in_image(row), float(row["face_px"])
-        if math.isfinite(in_image):  # a source face larger than the crop's was averaged down
-            detail = in_image if not math.isfinite(detail) else min(detail, in_image)
-        if target_px is not None and not math.isfinite(in_image):
-            steps.append("no face box: not resampled")
-        elif target_px is not None and detail > target_px and \
-                reduced_size(image.shape, in_image, target_px) != image.shape[1::-1]:
-            image = resample_face(image, in_image, target_px)
-            steps.append(f"face {detail:.0f}->{target_px:.0f} px")
-            detail = target_px
-        q = row["jpeg_quality"]
-        if target_q is not None:
-            image = jpeg_roundtrip(image, target_q)
-            steps.append(f"jpeg q{target_q}")
-            q = target_q if not math.isfinite(q) else min(q, target_q)
-        keys.append(store.put_array(image))
-        applied.append("; ".join(steps) or "unchanged")
-        face_px.append(detail)
-        quality.append(q)
-        box = (row["face_x0"], row["face_y0"], row["face_x1"], row["face_y1"])
-        sharpness.append(face_sharpness(image, box))
+    jobs = [[row["image_key"], *(float(row[c]) for c in BOX), float(row["face_px"]),
+             float(row["jpeg_quality"])] for _, row in faces.iterrows()]
+    made = run_chunks("quality match", _match_chunk, (str(store.root), target_px, target_q), jobs,
+                      ledger=ChunkLedger(store.root / "chunk-ledger"), workers=workers,
+                      chunk_size=16, preload=("beauty_pipeline.data.quality",),
+                      initializer=_init_worker, min_pool_jobs=MIN_POOL_IMAGES)
+    keys, applied, face_px, quality, sharpness = (list(column) for column in zip(*made,
+                                                                                   strict=True))
     faces["match_quantile"] = float(quantile)
     faces["match_target_face_px"] = np.nan if target_px is None else float(target_px)
     faces["match_target_jpeg_quality"] = np.nan if target_q is None else float(target_q)

@@ -2,28 +2,37 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
 from beauty_pipeline.data.backgrounds import (
+    PLATE_METHOD,
     WHITE,
-    background_plate,
+    as_alpha,
     composite,
+    fraction_is_plausible,
     mask_fraction,
-    mask_is_plausible,
     on_white,
 )
 from beauty_pipeline.data.counterfactual import (
     COUNTERFACTUALS,
     TestSample,
     build_counterfactuals,
-    neutral_colour,
+    partners,
 )
-from beauty_pipeline.data.masks import compute_masks, load_mask, mask_jobs
+from beauty_pipeline.data.masks import (
+    _init_worker,
+    compute_masks,
+    load_mask,
+    mask_jobs,
+    stored_mask_key,
+)
+from beauty_pipeline.data.plates import plate_chunk
 from beauty_pipeline.data.split import SPLITS, balance_split
-from beauty_pipeline.storage import ImageStore, frame_digest
+from beauty_pipeline.parallel import ChunkCount, run_chunks
+from beauty_pipeline.storage import ChunkLedger, ImageStore, frame_digest
 
 
 @dataclass(frozen=True)
@@ -33,6 +42,8 @@ class VariantSettings:
     seed: int = 0
     mask_min: float = 0.05
     mask_max: float = 0.95
+    workers: int = 0  # processes for the per-image steps; 0 = every core, 1 = this process
+    plate_method: str = PLATE_METHOD
 
 
 @dataclass
@@ -42,6 +53,8 @@ class VariantResult:
     manifest: pd.DataFrame
     dropped: pd.DataFrame
     segmenter: str
+    work: ChunkCount = field(default_factory=ChunkCount)
+    plates_computed: int = 0
 
 
 def person_masks(study: pd.DataFrame, store: ImageStore, segmenter,
@@ -64,46 +77,175 @@ def person_masks(study: pd.DataFrame, store: ImageStore, segmenter,
     return masks, ["known" if exact else detail for exact in known]
 
 
+def person_mask_keys(study: pd.DataFrame, store: ImageStore, segmenter,
+                     workers: int = 0) -> tuple[list[str], list[str]]:
+    """The content key of every row's person mask (exact, or the segmenter's, computed once per
+    image and segmenter) and which backend made it: workers then load masks by key."""
+    known = study["person_mask_key"].fillna("").astype(str) if "person_mask_key" in study else \
+        pd.Series("", index=study.index)
+    if (known != "").all():
+        return list(known), ["known"] * len(known)
+    if segmenter is None:
+        raise ValueError("some rows have no exact person mask and no segmenter was given")
+    boxes = study[["face_x0", "face_y0", "face_x1", "face_y1"]].to_numpy(dtype=float)
+    jobs = mask_jobs(study["image_key"], list(boxes), segmenter)
+    compute_masks([job for job, exact in zip(jobs, known, strict=True) if not exact], store,
+                  segmenter, workers)
+    detail = f"{segmenter.name}:{segmenter.detail}"
+    keys = [exact or stored_mask_key(store, job[0]) for job, exact in zip(jobs, known, strict=True)]
+    return keys, ["known" if exact else detail for exact in known]
+
+
+PRELOAD = ("beauty_pipeline.data.variants",)
+CHUNK = 16  # images per pool task and per ledger entry
+MIN_POOL_IMAGES = 64  # fewer images than this to compute in a step: this process makes them
+
+
+def _chunked(step: str, function, store: ImageStore, jobs: list, settings: VariantSettings,
+             count: ChunkCount, on_chunk=None, on_fresh=None, background: str = "") -> list:
+    """One per-image step of a variant over the pool, resumable through the store's ledger."""
+    return run_chunks(step, function, (str(store.root),), jobs,
+                      ledger=ChunkLedger(store.root / "chunk-ledger"), workers=settings.workers,
+                      chunk_size=CHUNK, preload=PRELOAD, initializer=_init_worker, count=count,
+                      on_chunk=on_chunk, still_valid=lambda out: _keys_stored(store, out),
+                      min_pool_jobs=MIN_POOL_IMAGES, on_fresh=on_fresh,
+                      label=f"{background} variant: {step}" if background else step)
+
+
+def _keys_stored(store: ImageStore, results) -> bool:
+    """Whether every image key a ledger entry names is still in the store (a deleted or damaged
+    file means the chunk is made again)."""
+    if isinstance(results, str):
+        return len(results.split(".", 1)[0]) != 64 or store.exists(results)
+    if isinstance(results, list):
+        return all(_keys_stored(store, item) for item in results)
+    return True
+
+
+def _fraction_chunk(store_root: str, keys: list) -> list:
+    """Pool task: the share of the frame each person mask covers."""
+    store = ImageStore(store_root)
+    return [mask_fraction(store.load(key, "L")) for key in keys]
+
+
+def _variant_chunk(store_root: str, jobs: list) -> list:
+    """Pool task: [variant image key, mask key] per (background, image, mask, plate) — the photo
+    as it is, on white, or composited onto the drawn plate — stored."""
+    store = ImageStore(store_root)
+    out = []
+    for background, image_key, mask_key, plate in jobs:
+        image, mask = store.load(image_key), store.load(mask_key, "L")
+        if background == "white":
+            image = on_white(image, mask)
+        elif background == "random":
+            image = composite(image, mask, store.load(plate))
+        out.append([store.put_array(image), store.put_array(mask)])
+    return out
+
+
+def _background_sum_chunk(store_root: str, jobs: list) -> list:
+    """Pool task: per (image, mask), the summed RGB of its background pixels and their count —
+    exact integers, so chunked sums add up to neutral_colour's."""
+    store = ImageStore(store_root)
+    out = []
+    for image_key, mask_key in jobs:
+        image, mask = store.load(image_key), store.load(mask_key, "L")
+        outside = as_alpha(mask)[..., 0] < 0.5
+        out.append([*(int(v) for v in image[outside].reshape(-1, 3).sum(axis=0)),
+                    int(outside.sum())])
+    return out
+
+
+def _counterfactual_chunk(store_root: str, jobs: list) -> list:
+    """Pool task: [face_only, mixed_same, mixed_other] keys per test image: the person on the
+    neutral plate and on its two partners' plates, as build_counterfactuals composes them."""
+    store = ImageStore(store_root)
+    out = []
+    for image_key, mask_key, neutral, same_plate, other_plate in jobs:
+        image, mask = store.load(image_key), store.load(mask_key, "L")
+        plate = np.asarray(neutral, np.uint8)
+        out.append([store.put_array(composite(image, mask,
+                                              np.broadcast_to(plate, image.shape).copy())),
+                    store.put_array(composite(image, mask, store.load(same_plate))),
+                    store.put_array(composite(image, mask, store.load(other_plate)))])
+    return out
+
+
 def build_variant(study: pd.DataFrame, background: str, store: ImageStore, segmenter,
-                  settings: VariantSettings) -> VariantResult:
-    """Make one background variant; mask QA drops implausible masks before rebalancing."""
+                  settings: VariantSettings, on_chunk=None) -> VariantResult:
+    """Make one background variant; mask QA drops implausible masks before rebalancing.
+
+    Every per-image step (mask QA, plates, variant images, counterfactual sets) runs over a
+    process pool in chunks that a rerun reads back (storage.ChunkLedger); plates are stored by
+    (image, mask, method) and shared by every variant (data/plates.py)."""
     if background not in ("original", "white", "random"):
         raise ValueError(f"unknown background variant {background!r}")
+    count = ChunkCount()
     study = study.reset_index(drop=True)
-    masks, backends = person_masks(study, store, segmenter)
-    verdicts = [mask_is_plausible(m, settings.mask_min, settings.mask_max) for m in masks]
+    mask_keys, backends = person_mask_keys(study, store, segmenter, settings.workers)
+    fractions = _chunked("mask QA", _fraction_chunk, store, mask_keys, settings, count, on_chunk,
+                         background=background)
+    verdicts = [fraction_is_plausible(f, settings.mask_min, settings.mask_max)
+                for f in fractions]
     ok = np.array([v[0] for v in verdicts])
     dropped = study.loc[~ok, ["sample_id", "split", "looks", "image_key"]].assign(
         reason=[v[1] for v in verdicts if not v[0]])
-    images = {i: store.load(study.at[i, "image_key"]) for i in np.flatnonzero(ok)}
+    kept = [int(i) for i in np.flatnonzero(ok)]
     rng = np.random.default_rng(settings.seed)
     # The variant's background pool, each plate labelled by the photo it came from: the original
     # photos' plates for `original` and `random` (random composites onto them), white for `white`.
     # Every random-variant image needs one, the audit's counterfactual sets the test ones.
-    plated = [i for i in images if background == "random" or study.at[i, "split"] == "test"]
-    plates = {i: np.full_like(images[i], WHITE) if background == "white" else
-              background_plate(images[i], masks[i]) for i in plated}
-    rows, arrays = [], {}
-    for i, image in images.items():
+    plated = [i for i in kept if background == "random" or study.at[i, "split"] == "test"]
+    plates, computed = _plates(study, plated, mask_keys, background, store, settings, count,
+                               on_chunk)
+    jobs, draws = [], {}
+    for i in kept:
+        plate = ""
+        if background == "random":
+            split = study.at[i, "split"]
+            pool = [j for j in plated if study.at[j, "split"] == split and j != i]
+            draws[i] = pool[int(rng.integers(len(pool)))]
+            plate = plates[draws[i]]
+        jobs.append((background, str(study.at[i, "image_key"]), mask_keys[i], plate))
+    made = _chunked("images", _variant_chunk, store, jobs, settings, count, on_chunk,
+                    background=background)
+    rows = []
+    for i, (image_key, mask_key) in zip(kept, made, strict=True):
         record = study.iloc[i].to_dict()
-        mask = masks[i]
-        if background == "white":
-            image = on_white(image, mask)
-        elif background == "random":
-            pool = [j for j in plated if study.at[j, "split"] == record["split"] and j != i]
-            plate_index = pool[int(rng.integers(len(pool)))]
-            record["plate_sample_id"] = int(study.at[plate_index, "sample_id"])
-            image = composite(image, mask, plates[plate_index])
-        record.update(variant_image_key=store.put_array(image), mask_key=store.put_array(mask),
-                      mask_backend=backends[i], mask_fraction=mask_fraction(mask))
+        if i in draws:
+            record["plate_sample_id"] = int(study.at[draws[i], "sample_id"])
+        record.update(variant_image_key=image_key, mask_key=mask_key, mask_backend=backends[i],
+                      mask_fraction=fractions[i], plate_key=plates.get(i, ""))
         rows.append(record)
-        arrays[record["sample_id"]] = (image, mask, plates.get(i))
     manifest = pd.DataFrame(rows)
     parts = [balance_split(manifest[manifest["split"] == side], rng) for side in SPLITS
              if (manifest["split"] == side).any()]
     manifest = pd.concat(parts).sort_values("sample_id").reset_index(drop=True)
-    manifest = add_counterfactuals(manifest, arrays, store, settings.seed)
-    return VariantResult(manifest, dropped.reset_index(drop=True), segmenter_label(backends))
+    manifest = add_counterfactuals(manifest, store, settings, count, on_chunk, background)
+    manifest = manifest.drop(columns=["plate_key"])
+    return VariantResult(manifest, dropped.reset_index(drop=True), segmenter_label(backends),
+                         count, computed)
+
+
+def _plates(study: pd.DataFrame, plated: list[int], mask_keys: list[str], background: str,
+            store: ImageStore, settings: VariantSettings, count: ChunkCount,
+            on_chunk) -> tuple[dict[int, str], int]:
+    """Row -> plate content key, and how many plates were inpainted now (not read back)."""
+    if background == "white":  # one white plate per image size
+        whites: dict[tuple, str] = {}
+        plates = {}
+        for i in plated:
+            shape = store.size(study.at[i, "image_key"])
+            if shape not in whites:
+                whites[shape] = store.put_array(np.full((*shape, 3), WHITE, np.uint8))
+            plates[i] = whites[shape]
+        return plates, 0
+    jobs = [(str(study.at[i, "image_key"]), mask_keys[i], settings.plate_method) for i in plated]
+    inpainted = []
+    made = _chunked("background plates", plate_chunk, store, jobs, settings, count, on_chunk,
+                    on_fresh=lambda out: inpainted.extend(flag for _, flag in out),
+                    background=background)
+    return {i: key for i, (key, _) in zip(plated, made, strict=True)}, sum(inpainted)
 
 
 def segmenter_label(backends: list[str]) -> str:
@@ -111,30 +253,74 @@ def segmenter_label(backends: list[str]) -> str:
     return "+".join(sorted(set(backends))) or "none"
 
 
-def add_counterfactuals(manifest: pd.DataFrame, arrays: dict, store: ImageStore,
-                        seed: int) -> pd.DataFrame:
-    """The four counterfactual versions of every test image, stored, from the variant's arrays
-    still in memory (sample_id -> (image, mask, original plate)); the neutral plate's colour comes
-    from the train images' backgrounds."""
+def add_counterfactuals(manifest: pd.DataFrame, store: ImageStore, settings: VariantSettings,
+                        count: ChunkCount | None = None, on_chunk=None,
+                        background: str = "") -> pd.DataFrame:
+    """The four counterfactual versions of every test image, stored, from the variant's images,
+    masks and plates by key; the neutral plate's colour comes from the train images'
+    backgrounds. Partners are drawn as build_counterfactuals draws them, the composites made over
+    the pool."""
+    count = count or ChunkCount()
     manifest = manifest.copy()
     for name in COUNTERFACTUALS:
         manifest[f"cf_{name}_key"] = ""
     test = manifest.index[manifest["split"] == "test"]
     if not len(test):
         return manifest
-    train = [arrays[s] for s in manifest.loc[manifest["split"] == "train", "sample_id"]]
-    neutral = neutral_colour([a[0] for a in train], [a[1] for a in train]) if train else \
-        np.full(3, 128, np.uint8)
-    samples = [TestSample(*arrays[manifest.at[i, "sample_id"]], int(manifest.at[i, "looks"]),
-                          str(manifest.at[i, "person"])) for i in test]
+    train = manifest[manifest["split"] == "train"]
+    pairs = list(zip(train["variant_image_key"], train["mask_key"], strict=True))
+    sums = _chunked("neutral plate", _background_sum_chunk, store, pairs, settings, count,
+                    on_chunk, background=background)
+    neutral = _neutral(sums) if len(train) else np.full(3, 128, np.uint8)
+    rows = manifest.loc[test]
+    if not len(rows):
+        raise ValueError("no test samples to build counterfactual sets from")
+    if tuple(COUNTERFACTUALS) != POOLED_SETS:
+        return _serial_counterfactuals(manifest, test, neutral, store, settings.seed)
+    labels = rows["looks"].astype(int).to_numpy()
+    identities = rows["person"].astype(str).tolist()
+    same = partners(labels, identities, True, settings.seed)
+    other = partners(labels, identities, False, settings.seed + 1)
+    plate_keys = rows["plate_key"].tolist()
+    jobs = [(image, mask, [int(v) for v in neutral], plate_keys[j], plate_keys[k])
+            for image, mask, j, k in zip(rows["variant_image_key"], rows["mask_key"], same, other,
+                                         strict=True)]
+    made = _chunked("counterfactual sets", _counterfactual_chunk, store, jobs, settings, count,
+                    on_chunk, background=background)
+    manifest.loc[test, "cf_face_only_key"] = [m[0] for m in made]
+    manifest.loc[test, "cf_background_only_key"] = plate_keys
+    manifest.loc[test, "cf_mixed_same_key"] = [m[1] for m in made]
+    manifest.loc[test, "cf_mixed_other_key"] = [m[2] for m in made]
+    manifest.loc[test, "cf_same_partner"] = manifest.loc[test, "sample_id"].to_numpy()[same]
+    manifest.loc[test, "cf_other_partner"] = manifest.loc[test, "sample_id"].to_numpy()[other]
+    return manifest
+
+
+POOLED_SETS = ("face_only", "background_only", "mixed_same", "mixed_other")  # composed above
+
+
+def _serial_counterfactuals(manifest: pd.DataFrame, test, neutral: np.ndarray, store: ImageStore,
+                            seed: int) -> pd.DataFrame:
+    """build_counterfactuals itself, in this process, for sets the pooled composition does not
+    know (a family added to data/counterfactual.py works at once, only not over the pool)."""
+    rows = manifest.loc[test]
+    samples = [TestSample(store.load(row.variant_image_key), store.load(row.mask_key, "L"),
+                          store.load(row.plate_key), int(row.looks), str(row.person))
+               for row in rows.itertuples()]
     built = build_counterfactuals(samples, neutral, seed)
     for name, images in built.sets.items():
         manifest.loc[test, f"cf_{name}_key"] = [store.put_array(image) for image in images]
-    manifest.loc[test, "cf_same_partner"] = manifest.loc[test, "sample_id"].to_numpy()[
-        built.same_partner]
-    manifest.loc[test, "cf_other_partner"] = manifest.loc[test, "sample_id"].to_numpy()[
-        built.other_partner]
+    manifest.loc[test, "cf_same_partner"] = rows["sample_id"].to_numpy()[built.same_partner]
+    manifest.loc[test, "cf_other_partner"] = rows["sample_id"].to_numpy()[built.other_partner]
     return manifest
+
+
+def _neutral(sums: list) -> np.ndarray:
+    """neutral_colour from the workers' exact background sums."""
+    total = np.sum(np.asarray(sums, dtype=np.int64), axis=0)
+    if total[3] == 0:
+        return np.full(3, 128, np.uint8)
+    return np.clip(np.rint(total[:3] / total[3]), 0, 255).astype(np.uint8)
 
 
 def variant_version(manifest: pd.DataFrame) -> str:
