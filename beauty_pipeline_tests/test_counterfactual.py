@@ -147,3 +147,22 @@ def test_feature_removal_touches_only_the_features_and_the_control_the_same_area
         assert built.feature_area[i] == built.control_area[i] == features.sum() == control.sum()
         assert not (control & (face_region(sample) >= 0.5)).any()  # never on the face
         assert (sample.mask[control] == 255).all()  # always on the person
+
+
+def test_a_photo_frame_stays_with_the_photo_not_with_the_plate():
+    from beauty_pipeline.data.families import frame_width, to_border
+
+    def framed(sample: TestSample, width: float) -> TestSample:
+        image = to_border(sample.image, width, (20, 20, 20))
+        mask = to_border(np.repeat(sample.mask[..., None], 3, 2), width, (0, 0, 0))[..., 0]
+        return TestSample(image, mask, background_plate(image, mask), sample.label,
+                          sample.identity)
+
+    samples = [framed(_portrait(0, i), 4 / SIZE) for i in range(2)] + \
+        [_portrait(1, i) for i in range(2, 4)]
+    built = build_counterfactuals(samples, np.array([90, 100, 110], np.uint8), seed=1)
+    for i, sample in enumerate(samples):
+        own = frame_width(sample.image)
+        assert frame_width(built.sets["background_only"][i]) == 0  # no class frame in a plate
+        for name in ("mixed_same", "mixed_other"):
+            assert frame_width(built.sets[name][i]) == own, (name, i)

@@ -13,6 +13,9 @@ Every set keeps the person's label and is built identically for both classes:
 - mixed_same: the person on the background plate of another identity of the *same* class
   (the control: compositing damage without a class change).
 - mixed_other: the person on the plate of an identity of the *other* class.
+A flat frame (padding, letterbox) belongs to the photo, not to the scene: it is the border
+family's business, so plates lose their frame (the scene inside stretched to the full side) and a
+mixed image keeps its own photo's frame.
 BG-gap = acc(mixed_same) - acc(mixed_other); composite cost = acc(original) - acc(mixed_same).
 Plates come from the variant's own background pool, labelled by the photo they were cut from: the
 original photos' plates for `original` and `random`, plain white for `white` (whose backgrounds
@@ -28,6 +31,7 @@ import cv2
 import numpy as np
 
 from beauty_pipeline.data.backgrounds import as_alpha, composite
+from beauty_pipeline.data.families import frame_colour, frame_width, to_border
 
 COUNTERFACTUALS = ("face_only", "person_only", "background_only", "mixed_same", "mixed_other",
                    "face_features_removed", "face_features_control")
@@ -129,6 +133,25 @@ def remove_regions(image: np.ndarray, regions: list[np.ndarray]) -> np.ndarray:
     return cv2.inpaint(np.ascontiguousarray(image), hole, radius, cv2.INPAINT_TELEA)
 
 
+def unframed_plate(sample: TestSample) -> np.ndarray:
+    """The sample's plate without its photo's frame (frame read on the image, which the
+    inpainting never touched): the scene inside stretched to the full side."""
+    width = frame_width(sample.image)
+    return sample.plate if width == 0 else to_border(sample.plate[width:-width, width:-width],
+                                                     0.0, (0, 0, 0))
+
+
+def framed_like(plate: np.ndarray, sample: TestSample) -> np.ndarray:
+    """A frameless plate given the sample's own frame (as is when the sample has none)."""
+    if plate.shape != sample.image.shape:
+        plate = cv2.resize(plate, (sample.image.shape[1], sample.image.shape[0]),
+                           interpolation=cv2.INTER_AREA)
+    width = frame_width(sample.image)
+    if width == 0:
+        return plate
+    return to_border(plate, width / sample.image.shape[0], frame_colour(sample.image, width))
+
+
 def feature_sets(sample: TestSample) -> tuple[np.ndarray, np.ndarray, int, int]:
     """(features removed, control removed, feature area, control area) for one sample."""
     blobs = feature_blobs(sample)
@@ -197,10 +220,10 @@ def build_counterfactuals(samples: Sequence[TestSample], neutral: np.ndarray,
     sets = {
         "face_only": [on_plate(s, as_alpha(s.mask)[..., 0] * face_region(s)) for s in samples],
         "person_only": [on_plate(s, s.mask) for s in samples],
-        "background_only": [s.plate for s in samples],
-        "mixed_same": [composite(s.image, s.mask, samples[j].plate)
+        "background_only": [unframed_plate(s) for s in samples],
+        "mixed_same": [composite(s.image, s.mask, framed_like(unframed_plate(samples[j]), s))
                        for s, j in zip(samples, same, strict=True)],
-        "mixed_other": [composite(s.image, s.mask, samples[j].plate)
+        "mixed_other": [composite(s.image, s.mask, framed_like(unframed_plate(samples[j]), s))
                         for s, j in zip(samples, other, strict=True)],
         "face_features_removed": [f[0] for f in features],
         "face_features_control": [f[1] for f in features],
