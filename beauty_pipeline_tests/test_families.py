@@ -50,13 +50,14 @@ def test_down_up_removes_fine_detail_and_keeps_size():
 def test_to_sharpness_moves_both_ways_to_the_target():
     sharp = _checker()
     target = sharpness(down_up(sharp, 0.5))
-    moved = to_sharpness(sharp, target)
+    moved = to_sharpness(sharp, target, band=1.0)
     assert sharpness(moved) <= target
+    assert sharpness(to_sharpness(sharp, target)) <= 2 * target  # into the band's upper edge
     soft = down_up(_scene(), 0.7)
     goal = sharpness(_scene())
-    sharpened = to_sharpness(soft, goal)
+    sharpened = to_sharpness(soft, goal, band=1.0)
     assert sharpness(sharpened) >= goal > sharpness(soft)  # a softer image is sharpened
-    np.testing.assert_array_equal(to_sharpness(soft, sharpness(soft)), soft)  # at target: as is
+    np.testing.assert_array_equal(to_sharpness(soft, sharpness(soft) * 1.9), soft)  # in the band
 
 
 def test_zoom_scales_about_the_centre_and_shift_moves_content():

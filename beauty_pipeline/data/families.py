@@ -248,10 +248,18 @@ def unsharp(image: np.ndarray, amount: float) -> np.ndarray:
 SHARPEN_AMOUNTS = (0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0, 8.0)
 
 
-def to_sharpness(image: np.ndarray, target: float) -> np.ndarray:
-    """Move the image's sharpness to `target`: resample down and up just enough when it is
-    sharper, unsharp-mask just enough when it is softer (the same search both ways)."""
+SHARPNESS_BAND = 2.0  # within a factor of 2 of the target an image is left as is
+
+
+def to_sharpness(image: np.ndarray, target: float, band: float = SHARPNESS_BAND) -> np.ndarray:
+    """Move the image's sharpness into [target / band, target * band]: resample down and up just
+    enough when it is sharper, unsharp-mask just enough when it is softer (the same search both
+    ways). Images already in the band are untouched: one class's own spread of sharpness (studio
+    vs cluttered scenes) is not moved, so the own-class control costs little."""
     current = sharpness(image)
+    if target / band <= current <= target * band:
+        return image
+    target = target * band if current > target else target / band
     if current > target:
         for factor in SHARPNESS_FACTORS[1:]:
             resampled = down_up(image, factor)

@@ -12,10 +12,13 @@ Order (DESIGN.md §2):
    control costs more than `control_cost` (that family is untestable for the model), when
    face-only accuracy does not hold, when Grad-CAM puts no more heat on the face than a uniform
    map in either class, or when the face evidence is missing or weak in either class.
-4. `face` only with positive evidence in each class: removing the eyes, nose and mouth costs
-   accuracy (interval above `face_features_drop`) and removing the same area of the person
-   elsewhere does not (interval below it). It means "the facial features carry the decision and
-   no tested shortcut was found", not proof that nothing else is used.
+4. `face` only with positive evidence: removing the eyes, nose and mouth costs accuracy
+   (interval above `face_features_drop`) and removing the same area of the person elsewhere does
+   not (interval below it); and in *each* class, taking the eyes, nose and mouth from an identity
+   of the other class costs accuracy while taking the same area elsewhere does not (removal alone
+   cannot speak per class: a featureless face is read as one class, which keeps its accuracy).
+   It means "the facial features carry the decision and no tested shortcut was found", not proof
+   that nothing else is used.
 """
 
 from __future__ import annotations
@@ -64,8 +67,8 @@ class ProbeEffect:
 
 @dataclass(frozen=True)
 class FaceEvidence:
-    """One class's accuracy lost when its facial features are removed, and when the same area of
-    the person is removed elsewhere (the control)."""
+    """Accuracy lost when the facial features are removed or swapped (pooled, or one class's), and
+    when the same area of the person elsewhere is (the control)."""
 
     features: Estimate
     control: Estimate
@@ -175,6 +178,5 @@ def decide(acc_original: Estimate, acc_face_only: Estimate | None, acc_backgroun
     held = "; ".join(f"{name}: features removed {_interval(e.features)}, control "
                      f"{_interval(e.control)}" for name, e in face_evidence.items())
     return Verdict("face", (), (f"no tested family ({tested}) changes the predictions; face-only "
-                                f"accuracy holds; the decision collapses without the eyes, nose "
-                                f"and mouth in every class and not without the same area "
-                                f"elsewhere ({held})",))
+                                f"accuracy holds; the decision follows the eyes, nose and mouth "
+                                f"and not the same area elsewhere ({held})",))
