@@ -342,13 +342,12 @@ NOISE_BAND = 2.0  # grey levels: a noise level this close to the target is left 
 
 
 def to_noise(image: np.ndarray, target: float, seed: int, band: float = NOISE_BAND) -> np.ndarray:
-    """Move the noise level into [target - band, target + band]: add Gaussian noise up to the
-    band's lower edge when the image is cleaner, blur just enough when it is noisier (seeded per
-    image, so reruns agree, and own and other moves draw the same noise)."""
+    """Move the noise level to `target` unless it is within `band` of it already: add Gaussian
+    noise when the image is cleaner, blur just enough when it is noisier (seeded per image, so
+    reruns agree, and own and other moves draw the same noise)."""
     current = noise_sigma(image)
     if abs(current - target) <= band:
         return image
-    target = target - band if current < target else target + band
     if current < target:
         rng = np.random.default_rng(seed)
         extra = rng.normal(0.0, np.sqrt(target ** 2 - current ** 2) / GREY_GAIN, image.shape)
