@@ -18,9 +18,9 @@ Every set keeps the person's label and is built identically for both classes:
 - mixed_same: the person on the background plate of another identity of the *same* class
   (the control: compositing damage without a class change).
 - mixed_other: the person on the plate of an identity of the *other* class.
-A flat frame (padding, letterbox) belongs to the photo, not to the scene: it is the border
-family's business, so plates lose their frame (the scene inside stretched to the full side) and a
-mixed image keeps its own photo's frame.
+A flat frame (padding, letterbox) and the noise level belong to the photo, not to the scene: they
+are the border and noise families' business, so plates lose their frame (the scene inside
+stretched to the full side) and a mixed image keeps its own photo's frame and noise level.
 BG-gap = acc(mixed_same) - acc(mixed_other); composite cost = acc(original) - acc(mixed_same).
 Plates come from the variant's own background pool, labelled by the photo they were cut from: the
 original photos' plates for `original` and `random`, plain white for `white` (whose backgrounds
@@ -36,7 +36,7 @@ import cv2
 import numpy as np
 
 from beauty_pipeline.data.backgrounds import as_alpha, composite
-from beauty_pipeline.data.families import frame_colour, frame_width, to_border
+from beauty_pipeline.data.families import frame_colour, frame_width, noise_sigma, to_border, to_noise
 
 COUNTERFACTUALS = ("face_only", "person_only", "background_only", "mixed_same", "mixed_other",
                    "face_features_removed", "face_features_control", "face_features_swapped",
@@ -148,10 +148,13 @@ def unframed_plate(sample: TestSample) -> np.ndarray:
 
 
 def framed_like(plate: np.ndarray, sample: TestSample) -> np.ndarray:
-    """A frameless plate given the sample's own frame (as is when the sample has none)."""
+    """A frameless plate given the sample's own noise level and frame (noise within the noise
+    move's band and no frame: as is)."""
     if plate.shape != sample.image.shape:
         plate = cv2.resize(plate, (sample.image.shape[1], sample.image.shape[0]),
                            interpolation=cv2.INTER_AREA)
+    seed = int(np.asarray(sample.image, np.int64).sum() % 2**31)
+    plate = to_noise(plate, noise_sigma(sample.image), seed)
     width = frame_width(sample.image)
     if width == 0:
         return plate
