@@ -171,3 +171,21 @@ def test_a_photo_frame_stays_with_the_photo_not_with_the_plate():
         assert frame_width(built.sets["background_only"][i]) == 0  # no class frame in a plate
         for name in ("mixed_same", "mixed_other"):
             assert frame_width(built.sets[name][i]) == own, (name, i)
+
+
+def test_a_mixed_image_keeps_its_own_photos_noise_level():
+    from beauty_pipeline.data.families import noise_sigma
+
+    def noisy(sample: TestSample, seed: int) -> TestSample:
+        rng = np.random.default_rng(seed)
+        image = np.clip(sample.image + rng.normal(0, 16, sample.image.shape), 0, 255)
+        image = image.astype(np.uint8)
+        return TestSample(image, sample.mask, background_plate(image, sample.mask), sample.label,
+                          sample.identity, sample.face_box)
+
+    samples = [noisy(_portrait(0, i), i) for i in range(2)] + [_portrait(1, i) for i in range(2, 4)]
+    built = build_counterfactuals(samples, np.array([90, 100, 110], np.uint8), seed=1)
+    for i, sample in enumerate(samples):
+        own = noise_sigma(sample.image)
+        for name in ("mixed_same", "mixed_other"):
+            assert abs(noise_sigma(built.sets[name][i]) - own) < 4, (name, i, own)
