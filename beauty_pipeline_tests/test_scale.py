@@ -23,7 +23,7 @@ from beauty_pipeline.data.backgrounds import (
     background_plate,
     plate_hole,
 )
-from beauty_pipeline.data.counterfactual import TestSample, build_counterfactuals, neutral_colour
+from beauty_pipeline.data.counterfactual import build_counterfactuals, neutral_colour
 from beauty_pipeline.data.split import SplitSettings, build_study_set
 from beauty_pipeline.data.variants import VariantSettings, build_variant
 from beauty_pipeline.demo.synthetic import DemoSpec
@@ -71,23 +71,15 @@ def test_counterfactual_sets_are_build_counterfactuals_own(tmp_path, background)
     train, test = manifest[manifest["split"] == "train"], manifest[manifest["split"] == "test"]
     neutral = neutral_colour(_arrays(store, train["variant_image_key"]),
                              [store.load(k, "L") for k in train["mask_key"]])
-    samples = [TestSample(store.load(row.variant_image_key), store.load(row.mask_key, "L"),
-                          store.load(row.cf_background_only_key), int(row.looks), str(row.person))
-               for row in test.itertuples()]
+    # the frameless synthetic photos' background-only image is their plate
+    rows = test.assign(plate_key=test["cf_background_only_key"])
+    samples = [variants.stored_sample(store, variants.sample_ref(row))
+               for row in rows.itertuples(index=False)]
     built = build_counterfactuals(samples, neutral, 0)
     for name, images in built.sets.items():
         assert [store.put_array(image) for image in images] == test[f"cf_{name}_key"].tolist()
     assert (test["cf_same_partner"].to_numpy() ==
             test["sample_id"].to_numpy()[built.same_partner]).all()
-
-
-def test_sets_the_pool_does_not_know_fall_back_to_build_counterfactuals(tmp_path, monkeypatch):
-    """If data/counterfactual.py gains a set, the variant still gets every set (made serially)."""
-    study, store = make_study(tmp_path)
-    pooled = build_variant(study, "random", store, None, VariantSettings(workers=1)).manifest
-    monkeypatch.setattr(variants, "POOLED_SETS", ("face_only",))
-    serial = build_variant(study, "random", store, None, VariantSettings(workers=1)).manifest
-    pd.testing.assert_frame_equal(pooled, serial)
 
 
 def test_each_plate_is_inpainted_once_for_every_variant_and_rerun(tmp_path):

@@ -7,9 +7,9 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from beauty_pipeline.data.demographics import match_ordinary
 from beauty_pipeline.errors import PipelineError
 from beauty_pipeline.settings import CLASS_NAMES
-from beauty_pipeline.data.demographics import match_ordinary
 from beauty_pipeline.storage import ImageStore
 
 

@@ -19,8 +19,8 @@ from beauty_pipeline.data.backgrounds import (
 from beauty_pipeline.data.counterfactual import (
     COUNTERFACTUALS,
     TestSample,
-    build_counterfactuals,
     partners,
+    sample_sets,
 )
 from beauty_pipeline.data.masks import (
     _init_worker,
@@ -157,18 +157,33 @@ def _background_sum_chunk(store_root: str, jobs: list) -> list:
 
 
 def _counterfactual_chunk(store_root: str, jobs: list) -> list:
-    """Pool task: [face_only, mixed_same, mixed_other] keys per test image: the person on the
-    neutral plate and on its two partners' plates, as build_counterfactuals composes them."""
+    """Pool task: every counterfactual set's key per test image (COUNTERFACTUALS order), then the
+    feature and control areas, made by sample_sets from the image and its two partners."""
     store = ImageStore(store_root)
     out = []
-    for image_key, mask_key, neutral, same_plate, other_plate in jobs:
-        image, mask = store.load(image_key), store.load(mask_key, "L")
-        plate = np.asarray(neutral, np.uint8)
-        out.append([store.put_array(composite(image, mask,
-                                              np.broadcast_to(plate, image.shape).copy())),
-                    store.put_array(composite(image, mask, store.load(same_plate))),
-                    store.put_array(composite(image, mask, store.load(other_plate)))])
+    for sample, same, other, neutral in jobs:
+        images, feature_area, control_area = sample_sets(
+            stored_sample(store, sample), stored_sample(store, same), stored_sample(store, other),
+            np.asarray(neutral, np.uint8))
+        out.append([*(store.put_array(image) for image in images), feature_area, control_area])
     return out
+
+
+def sample_ref(row) -> tuple:
+    """What a worker needs to load one test row as a TestSample: keys, label, person, face."""
+    box = tuple(float(getattr(row, k, np.nan)) for k in ("face_x0", "face_y0", "face_x1",
+                                                         "face_y1"))
+    face_key = getattr(row, "face_mask_key", "")
+    return (row.variant_image_key, row.mask_key, row.plate_key, int(row.looks), str(row.person),
+            box if np.isfinite(box).all() and box[2] > box[0] else None,
+            face_key if isinstance(face_key, str) else "")
+
+
+def stored_sample(store: ImageStore, ref: tuple) -> TestSample:
+    """A TestSample from the store by the keys sample_ref recorded."""
+    image_key, mask_key, plate_key, label, person, box, face_key = ref
+    return TestSample(store.load(image_key), store.load(mask_key, "L"), store.load(plate_key),
+                      label, person, box, store.load(face_key, "L") if face_key else None)
 
 
 def build_variant(study: pd.DataFrame, background: str, store: ImageStore, segmenter,
@@ -256,10 +271,10 @@ def segmenter_label(backends: list[str]) -> str:
 def add_counterfactuals(manifest: pd.DataFrame, store: ImageStore, settings: VariantSettings,
                         count: ChunkCount | None = None, on_chunk=None,
                         background: str = "") -> pd.DataFrame:
-    """The four counterfactual versions of every test image, stored, from the variant's images,
-    masks and plates by key; the neutral plate's colour comes from the train images'
-    backgrounds. Partners are drawn as build_counterfactuals draws them, the composites made over
-    the pool."""
+    """Every counterfactual version of every test image (COUNTERFACTUALS), stored, from the
+    variant's images, masks and plates by key; the neutral plate's colour comes from the train
+    images' backgrounds. Partners are drawn as build_counterfactuals draws them, each image's sets
+    made over the pool by the same sample_sets."""
     count = count or ChunkCount()
     manifest = manifest.copy()
     for name in COUNTERFACTUALS:
@@ -273,45 +288,21 @@ def add_counterfactuals(manifest: pd.DataFrame, store: ImageStore, settings: Var
                     on_chunk, background=background)
     neutral = _neutral(sums) if len(train) else np.full(3, 128, np.uint8)
     rows = manifest.loc[test]
-    if not len(rows):
-        raise ValueError("no test samples to build counterfactual sets from")
-    if tuple(COUNTERFACTUALS) != POOLED_SETS:
-        return _serial_counterfactuals(manifest, test, neutral, store, settings.seed)
     labels = rows["looks"].astype(int).to_numpy()
     identities = rows["person"].astype(str).tolist()
     same = partners(labels, identities, True, settings.seed)
     other = partners(labels, identities, False, settings.seed + 1)
-    plate_keys = rows["plate_key"].tolist()
-    jobs = [(image, mask, [int(v) for v in neutral], plate_keys[j], plate_keys[k])
-            for image, mask, j, k in zip(rows["variant_image_key"], rows["mask_key"], same, other,
-                                         strict=True)]
+    refs = [sample_ref(row) for row in rows.itertuples(index=False)]
+    jobs = [(refs[i], refs[j], refs[k], [int(v) for v in neutral])
+            for i, (j, k) in enumerate(zip(same, other, strict=True))]
     made = _chunked("counterfactual sets", _counterfactual_chunk, store, jobs, settings, count,
                     on_chunk, background=background)
-    manifest.loc[test, "cf_face_only_key"] = [m[0] for m in made]
-    manifest.loc[test, "cf_background_only_key"] = plate_keys
-    manifest.loc[test, "cf_mixed_same_key"] = [m[1] for m in made]
-    manifest.loc[test, "cf_mixed_other_key"] = [m[2] for m in made]
+    for n, name in enumerate(COUNTERFACTUALS):
+        manifest.loc[test, f"cf_{name}_key"] = [m[n] for m in made]
+    manifest.loc[test, "cf_feature_area"] = [m[-2] for m in made]  # pixels removed: features
+    manifest.loc[test, "cf_control_area"] = [m[-1] for m in made]  # and the equal-area control
     manifest.loc[test, "cf_same_partner"] = manifest.loc[test, "sample_id"].to_numpy()[same]
     manifest.loc[test, "cf_other_partner"] = manifest.loc[test, "sample_id"].to_numpy()[other]
-    return manifest
-
-
-POOLED_SETS = ("face_only", "background_only", "mixed_same", "mixed_other")  # composed above
-
-
-def _serial_counterfactuals(manifest: pd.DataFrame, test, neutral: np.ndarray, store: ImageStore,
-                            seed: int) -> pd.DataFrame:
-    """build_counterfactuals itself, in this process, for sets the pooled composition does not
-    know (a family added to data/counterfactual.py works at once, only not over the pool)."""
-    rows = manifest.loc[test]
-    samples = [TestSample(store.load(row.variant_image_key), store.load(row.mask_key, "L"),
-                          store.load(row.plate_key), int(row.looks), str(row.person))
-               for row in rows.itertuples()]
-    built = build_counterfactuals(samples, neutral, seed)
-    for name, images in built.sets.items():
-        manifest.loc[test, f"cf_{name}_key"] = [store.put_array(image) for image in images]
-    manifest.loc[test, "cf_same_partner"] = rows["sample_id"].to_numpy()[built.same_partner]
-    manifest.loc[test, "cf_other_partner"] = rows["sample_id"].to_numpy()[built.other_partner]
     return manifest
 
 
