@@ -7,6 +7,7 @@ import shutil
 import sys
 from pathlib import Path
 
+from beauty_pipeline.explain.verdict import THRESHOLDS
 from beauty_pipeline.progress import ProgressEvent
 
 DAGSTER_YAML = Path(__file__).resolve().parent.parent / "dagster.yaml"
@@ -21,23 +22,48 @@ def _interval(result: dict, name: str, signed: bool = False) -> str:
     return f"{value:{fmt}} [{low:{fmt}},{high:{fmt}}]" if low is not None else f"{value:{fmt}}"
 
 
+FAMILY_SHORT = (("background", "bg"), ("quality", "q"), ("geometry", "g"), ("colour", "c"),
+                ("compression", "jpg"), ("position", "pos"), ("border", "brd"), ("noise", "noi"))
+
+
+def family_effects(audit: dict) -> str:
+    """Every family's effect in one compact cell, e.g. 'bg+.62 q+.01 ... noi-.01'; '!' marks a
+    family whose control costs too much (untestable), '*' one whose interval clears."""
+    cells = []
+    for family, short in FAMILY_SHORT:
+        key = "bg_gap" if family == "background" else f"family_{family}_drop"
+        value = audit.get(key)
+        if value is None:
+            continue
+        cost = audit.get("composite_cost" if family == "background" else
+                         f"family_{family}_control_cost")
+        mark = "!" if cost is not None and cost > THRESHOLDS.control_cost else \
+            "*" if (audit.get(f"{key}_ci_low") or 0) > THRESHOLDS.controlled_effect else ""
+        cells.append(f"{short}{value:+.2f}{mark}".replace("0.", "."))
+    return " ".join(cells)
+
+
 def results_table(partitions: dict[str, dict]) -> str:
-    """One row per model x background: accuracies and the audit's effects with 95% intervals."""
+    """One row per model x background: accuracies, the face evidence (accuracy lost without the
+    eyes, nose and mouth; without the same area elsewhere) and every family's effect."""
     columns = (("test acc", "acc_original", False), ("face-only", "acc_face_only", False),
-               ("BG-gap", "bg_gap", True), ("quality", "family_quality_drop", True),
-               ("geometry", "family_geometry_drop", True), ("colour", "family_colour_drop", True))
+               ("no features", "face_features_drop", True),
+               ("control", "face_features_control_drop", True))
     header = f"{'model/background':<28} {'val':>5} " + \
-        " ".join(f"{title:>20}" for title, _, _ in columns) + f" {'lift':>5}  verdict"
+        " ".join(f"{title:>20}" for title, _, _ in columns) + \
+        f" {'lift c/o':>9}  {'family effects':<44}  verdict"
     lines = [header, "-" * len(header)]
     for name, outputs in partitions.items():
         if "classifier" not in outputs:
             continue
         last = outputs["classifier"]["history"][-1]
         audit = outputs.get("shortcut_audit") or {}
-        lift = (outputs.get("gradcam") or {}).get("face_mass_lift")
+        cam = outputs.get("gradcam") or {}
+        lifts = [cam.get(f"face_mass_lift_{c}") for c in ("celebrity", "ordinary")]
+        lift = "/".join("" if v is None else f"{v:.1f}" for v in lifts)
         lines.append(f"{name:<28} {last['val_accuracy']:>5.2f} " +
                      " ".join(f"{_interval(audit, key, signed):>20}" for _, key, signed in columns)
-                     + f" {'' if lift is None else f'{lift:.2f}':>5}  {audit.get('verdict', '')}")
+                     + f" {lift:>9}  {family_effects(audit):<44}  {audit.get('verdict', '')}")
     return "\n".join(lines)
 
 

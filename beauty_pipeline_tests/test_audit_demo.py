@@ -6,11 +6,13 @@ import pytest
 from dagster import AssetCheckKey, AssetCheckSeverity, AssetKey, instance_for_test
 from mlflow.tracking import MlflowClient
 
+from beauty_pipeline.data.families import FAMILIES
 from beauty_pipeline.study_run import DemoPlan, full_pass
 
-ACCURACIES = ("acc_original", "acc_face_only", "acc_background_only", "acc_mixed_same",
-              "acc_mixed_other")
-GAPS = ("bg_gap", "composite_cost")
+ACCURACIES = ("acc_original", "acc_face_only", "acc_person_only", "acc_background_only",
+              "acc_mixed_same", "acc_mixed_other", "acc_face_features_removed",
+              "acc_face_features_control")
+GAPS = ("bg_gap", "composite_cost", "face_features_drop", "face_features_control_drop")
 
 
 @pytest.fixture(scope="module")
@@ -73,8 +75,11 @@ def test_fixed_metric_names_intervals_and_verdict_tag_reach_mlflow(audited):
         for name in (*ACCURACIES, *GAPS):
             low, high = metrics[f"{name}_ci_low"], metrics[f"{name}_ci_high"]
             assert low <= metrics[name] <= high
-        for family in ("background", "quality", "geometry", "colour"):
+        for family in FAMILIES:
             assert metrics[f"family_{family}_drop_ci_low"] <= metrics[f"family_{family}_drop"]
+            assert f"family_{family}_flip" in metrics
+            low, high = (metrics[f"family_{family}_control_cost_ci_{s}"] for s in ("low", "high"))
+            assert low <= metrics[f"family_{family}_control_cost"] <= high
         for name in ("face_mass_celebrity", "face_mass_ordinary", "val_accuracy"):
             assert name in metrics
         # accuracy within demographic strata (the demo labels every face's gender, age, race)

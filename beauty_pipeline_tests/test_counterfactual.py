@@ -8,8 +8,12 @@ import pytest
 
 from beauty_pipeline.data.backgrounds import background_plate
 from beauty_pipeline.data.counterfactual import (
+    COUNTERFACTUALS,
     TestSample,
     build_counterfactuals,
+    control_blobs,
+    face_region,
+    feature_blobs,
     neutral_colour,
     partners,
 )
@@ -41,8 +45,8 @@ def built(samples):
     return build_counterfactuals(samples, np.array([90, 100, 110], np.uint8), seed=7)
 
 
-def test_face_only_is_the_person_on_one_neutral_plate(samples, built):
-    for sample, out in zip(samples, built.sets["face_only"], strict=True):
+def test_person_only_is_the_whole_cut_out_on_one_neutral_plate(samples, built):
+    for sample, out in zip(samples, built.sets["person_only"], strict=True):
         np.testing.assert_array_equal(out[sample.mask == 0], np.tile([90, 100, 110], (
             int((sample.mask == 0).sum()), 1)))
         np.testing.assert_array_equal(out[sample.mask == 255], sample.image[sample.mask == 255])
@@ -88,3 +92,77 @@ def test_neutral_colour_is_the_mean_background_pixel():
     mask = np.zeros((4, 4), np.uint8)
     mask[:, 2:] = 255  # the white half is the person
     np.testing.assert_array_equal(neutral_colour([image], [mask]), [10, 20, 30])
+
+
+def _portrait(label: int = 1, seed: int = 0) -> TestSample:
+    """A head (face box 16..32 x 8..28) with dark eyes and mouth on a torso, on a noisy backdrop."""
+    rng = np.random.default_rng(seed)
+    image = rng.integers(100, 140, (SIZE, SIZE, 3)).astype(np.uint8)
+    yy, xx = np.mgrid[:SIZE, :SIZE] + 0.5
+    head = ((xx - 24) / 8) ** 2 + ((yy - 18) / 10) ** 2 <= 1
+    torso = (yy > 30) & (np.abs(xx - 24) < 18)
+    mask = ((head | torso) * 255).astype(np.uint8)
+    image[head] = (220, 180, 150)
+    image[torso] = (40, 90, 160)
+    for x, y in ((20.6, 16.4), (27.4, 16.4)):  # eyes
+        image[((xx - x) ** 2 + (yy - y) ** 2) <= 2] = (20, 20, 60)
+    image[(np.abs(yy - 23) < 1) & (np.abs(xx - 24) < 3)] = (150, 30, 40)  # mouth
+    return TestSample(image, mask, background_plate(image, mask), label, f"p{seed}",
+                      face_box=(16.0, 8.0, 32.0, 28.0))
+
+
+def test_every_set_is_built():
+    built = build_counterfactuals([_portrait(0, 0), _portrait(0, 1), _portrait(1, 2),
+                                   _portrait(1, 3)], np.array([90, 100, 110], np.uint8))
+    assert set(built.sets) == set(COUNTERFACTUALS)
+
+
+def test_face_only_is_the_face_alone_no_hair_neck_or_clothes():
+    sample = _portrait()
+    built = build_counterfactuals([sample, _portrait(1, 1), _portrait(0, 2), _portrait(0, 3)],
+                                  np.array([90, 100, 110], np.uint8))
+    out = built.sets["face_only"][0]
+    face = face_region(sample) >= 0.5
+    np.testing.assert_array_equal(out[face], sample.image[face])
+    torso = (sample.mask == 255) & ~face
+    np.testing.assert_array_equal(out[torso], np.tile([90, 100, 110], (int(torso.sum()), 1)))
+    person = built.sets["person_only"][0]
+    np.testing.assert_array_equal(person[torso], sample.image[torso])
+
+
+def test_feature_removal_touches_only_the_features_and_the_control_the_same_area_elsewhere():
+    samples = [_portrait(1, 0), _portrait(1, 1), _portrait(0, 2), _portrait(0, 3)]
+    built = build_counterfactuals(samples, np.array([90, 100, 110], np.uint8))
+    for i, sample in enumerate(samples):
+        blobs = feature_blobs(sample)
+        features = np.any(blobs, axis=0)
+        control = np.any(control_blobs(sample, blobs), axis=0)
+        removed, kept = built.sets["face_features_removed"][i], built.sets["face_features_control"][i]
+        np.testing.assert_array_equal(removed[~features], sample.image[~features])
+        np.testing.assert_array_equal(kept[~control], sample.image[~control])
+        dark = np.all(sample.image < (60, 60, 70), axis=2) | \
+            np.all(sample.image == (150, 30, 40), axis=2)
+        assert dark.sum() >= 10 and (dark & features).sum() == dark.sum()  # eyes, mouth inside
+        assert not (removed[features] < 70).all(axis=1).any()  # filled from the skin around them
+        assert built.feature_area[i] == built.control_area[i] == features.sum() == control.sum()
+        assert not (control & (face_region(sample) >= 0.5)).any()  # never on the face
+        assert (sample.mask[control] == 255).all()  # always on the person
+
+
+def test_a_photo_frame_stays_with_the_photo_not_with_the_plate():
+    from beauty_pipeline.data.families import frame_width, to_border
+
+    def framed(sample: TestSample, width: float) -> TestSample:
+        image = to_border(sample.image, width, (20, 20, 20))
+        mask = to_border(np.repeat(sample.mask[..., None], 3, 2), width, (0, 0, 0))[..., 0]
+        return TestSample(image, mask, background_plate(image, mask), sample.label,
+                          sample.identity)
+
+    samples = [framed(_portrait(0, i), 4 / SIZE) for i in range(2)] + \
+        [_portrait(1, i) for i in range(2, 4)]
+    built = build_counterfactuals(samples, np.array([90, 100, 110], np.uint8), seed=1)
+    for i, sample in enumerate(samples):
+        own = frame_width(sample.image)
+        assert frame_width(built.sets["background_only"][i]) == 0  # no class frame in a plate
+        for name in ("mixed_same", "mixed_other"):
+            assert frame_width(built.sets[name][i]) == own, (name, i)

@@ -1,5 +1,6 @@
 """Shortcut-family transforms: matched ones treat every image alike, profile ones move an image to
-a class's measured sharpness, face size or colour cast."""
+a class's measured sharpness, face size, colour cast, compression, face position, frame or noise,
+and the own-class move (the control) is the same operation as the other-class move (the probe)."""
 
 from __future__ import annotations
 
@@ -7,15 +8,25 @@ import numpy as np
 import pytest
 
 from beauty_pipeline.data.families import (
+    PROFILE_FAMILIES,
+    blockiness,
+    chroma_detail,
     class_profile,
     colour_mean,
     down_up,
+    frame_width,
     greyscale,
     jpeg,
     matched_probes,
+    noise_sigma,
     sharpness,
     shift,
+    to_border,
     to_colour,
+    to_compression,
+    to_face_width,
+    to_noise,
+    to_position,
     to_profile,
     to_sharpness,
     zoom,
@@ -36,13 +47,16 @@ def test_down_up_removes_fine_detail_and_keeps_size():
     np.testing.assert_array_equal(down_up(sharp, 1.0), sharp)
 
 
-def test_to_sharpness_never_sharpens_and_reaches_the_target():
+def test_to_sharpness_moves_both_ways_to_the_target():
     sharp = _checker()
     target = sharpness(down_up(sharp, 0.5))
     moved = to_sharpness(sharp, target)
     assert sharpness(moved) <= target
-    soft = down_up(sharp, 0.3)
-    np.testing.assert_array_equal(to_sharpness(soft, sharpness(sharp)), soft)  # already softer
+    soft = down_up(_scene(), 0.7)
+    goal = sharpness(_scene())
+    sharpened = to_sharpness(soft, goal)
+    assert sharpness(sharpened) >= goal > sharpness(soft)  # a softer image is sharpened
+    np.testing.assert_array_equal(to_sharpness(soft, sharpness(soft)), soft)  # at target: as is
 
 
 def test_zoom_scales_about_the_centre_and_shift_moves_content():
@@ -63,6 +77,70 @@ def test_greyscale_and_jpeg():
     smooth = down_up(image, 0.25)
     assert np.abs(jpeg(smooth, 95).astype(int) - smooth).mean() < 3
     assert np.abs(jpeg(image, 10).astype(int) - image).mean() > 10
+
+
+def _scene(size: int = 48, seed: int = 3) -> np.ndarray:
+    """A smooth picture with a few edges: blobs on a gradient."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:size, :size].astype(np.float32)
+    image = np.stack([60 + 2 * xx, 80 + yy, 200 - 2 * yy], axis=2)
+    for _ in range(6):
+        cx, cy, r = rng.uniform(8, size - 8, 2).tolist() + [rng.uniform(3, 8)]
+        image[(xx - cx) ** 2 + (yy - cy) ** 2 < r ** 2] = rng.uniform(0, 255, 3)
+    return np.clip(image, 0, 255).astype(np.uint8)
+
+
+def test_compression_profile_reads_blocking_and_chroma_and_recodes_to_a_target():
+    clean = _scene()
+    coded = jpeg(clean, 20, subsampled=True)
+    assert blockiness(coded) > blockiness(clean) + 0.1
+    assert chroma_detail(coded) < chroma_detail(jpeg(clean, 95, subsampled=False))
+    moved = to_compression(clean, blockiness(coded), True)
+    assert blockiness(moved) >= blockiness(coded)
+    assert np.abs(to_compression(clean, 0.0, False).astype(int) - clean).mean() < 2  # q95 4:4:4
+
+
+def test_noise_estimate_and_move_both_ways():
+    clean = _scene()
+    noisy = np.clip(clean + np.random.default_rng(0).normal(0, 12, clean.shape), 0, 255)
+    noisy = noisy.astype(np.uint8)
+    assert noise_sigma(noisy) > noise_sigma(clean) + 5
+    assert noise_sigma(to_noise(clean, noise_sigma(noisy), seed=1)) > noise_sigma(clean) + 5
+    assert noise_sigma(to_noise(noisy, noise_sigma(clean) + 1, seed=1)) <= noise_sigma(clean) + 1
+    np.testing.assert_array_equal(to_noise(clean, 5.0, 7), to_noise(clean, 5.0, 7))  # seeded
+
+
+def test_border_detected_replaced_and_kept_when_already_at_profile():
+    scene = _scene()
+    framed = to_border(scene, 4 / 48, (20, 20, 20))
+    assert frame_width(framed) == 4 and frame_width(scene) == 0
+    np.testing.assert_array_equal(framed[:4], 20)
+    np.testing.assert_array_equal(to_border(framed, 4 / 48, (20, 20, 20)), framed)  # identity
+    unframed = to_border(framed, 0.0, (0, 0, 0))
+    assert frame_width(unframed) == 0 and unframed.shape == scene.shape
+
+
+def test_position_moves_the_face_centre_and_geometry_keeps_a_frame():
+    rng = np.random.default_rng(4)
+    image = rng.integers(60, 120, (40, 40, 3)).astype(np.uint8)  # a noisy backdrop, no frame
+    image[10:14, 10:14] = 255  # the "face" at (12, 12)
+    moved = to_position(image, (12.0, 12.0), (0.5, 0.5))
+    ys, xs = np.nonzero(moved[..., 0] > 200)
+    assert abs(xs.mean() + 0.5 - 20) <= 0.6 and abs(ys.mean() + 0.5 - 20) <= 0.6
+    np.testing.assert_array_equal(to_position(image, (12.0, 12.0), (0.3, 0.3)), image)
+    framed = to_border(_scene(), 0.1, (10, 10, 10))
+    zoomed = to_face_width(framed, 0.3, 0.4, (24.0, 24.0))
+    assert frame_width(zoomed) == frame_width(framed)  # the frame is not zoomed into the picture
+
+
+def test_own_profile_swap_of_an_image_at_its_class_profile_is_the_identity():
+    scene = _scene()
+    framed = to_border(scene, 4 / 48, (20, 20, 20))
+    profile = class_profile(framed[None], [0.3], None, [(24.0, 24.0)])
+    assert profile.border == 4 / 48 and profile.face_centre == (0.5, 0.5)
+    for family in ("border", "position", "geometry", "quality", "noise"):
+        own = to_profile(family, framed[None], [profile, profile], [0], [0.3], [(24.0, 24.0)])
+        np.testing.assert_array_equal(own[0], framed, err_msg=family)
 
 
 def test_to_colour_sets_the_class_cast_exactly():
@@ -86,12 +164,24 @@ def test_colour_profile_reads_the_person_not_the_backdrop():
     np.testing.assert_array_equal(colour_mean(image), [100, 0, 100])
 
 
+def test_to_colour_subtracts_and_adds_the_person_mean():
+    image = np.zeros((4, 4, 3), np.uint8)
+    image[:, :2] = (200, 0, 0)  # backdrop
+    image[:, 2:] = (0, 0, 100)  # person
+    mask = np.zeros((4, 4), np.float32)
+    mask[:, 2:] = 1.0
+    out = to_colour(image, np.array([10.0, 20.0, 130.0]), mask)
+    np.testing.assert_array_equal(colour_mean(out[None], mask[None]), [10, 20, 130])
+    np.testing.assert_array_equal(to_colour(image, colour_mean(image[None], mask[None]), mask),
+                                  image)  # own mean in, own mean out: the identity
+
+
 def test_profile_swap_is_the_identity_when_classes_look_alike():
     rng = np.random.default_rng(2)
     images = rng.integers(0, 256, (6, 24, 24, 3), dtype=np.uint8)
     widths = np.full(6, 0.4)
     profile = class_profile(images, widths)
-    for family in ("geometry", "colour"):
+    for family in PROFILE_FAMILIES:
         own = to_profile(family, images, [profile, profile], [0, 1, 0, 1, 0, 1], widths, [None] * 6)
         other = to_profile(family, images, [profile, profile], [1, 0, 1, 0, 1, 0], widths,
                            [None] * 6)

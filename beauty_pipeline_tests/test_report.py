@@ -94,14 +94,16 @@ def rendered(tmp_path_factory):
 
 def test_every_partition_in_summary_with_verdict(rendered):
     parts, _, _, page = rendered
-    rows = page.tables["summary"][1:]
+    header, rows = page.tables["summary"][0], page.tables["summary"][1:]
+    assert {"person-only", "features removed: drop", "same area elsewhere: drop", "compression",
+            "position", "border", "noise", "lift celebrity", "lift ordinary"} <= set(header)
     assert {(r[0], r[1]) for r in rows} == {(p["model"], p["background"]) for p in parts}
     for row in rows:
         assert row[2] == ("background" if row[1] == "original" else "face")
         assert row[-1].startswith("run")
         gap = 0.59 if row[1] == "original" else 0.02
         assert row[3] == "0.990 [0.95, 1.00]"  # every figure with its interval
-        assert row[8] == f"{gap:.3f} [{gap - 0.1:.2f}, {gap + 0.1:.2f}]"
+        assert row[header.index("BG-gap")] == f"{gap:.3f} [{gap - 0.1:.2f}, {gap + 0.1:.2f}]"
 
 
 def test_header_states_the_rule_the_code_applies(rendered):
@@ -111,7 +113,8 @@ def test_header_states_the_rule_the_code_applies(rendered):
     text = path.read_text()
     assert "explain.verdict.decide" in text
     for value in (THRESHOLDS.chance_ci_low, THRESHOLDS.controlled_effect,
-                  THRESHOLDS.background_only, THRESHOLDS.face_only_drop):
+                  THRESHOLDS.background_only, THRESHOLDS.face_only_drop,
+                  THRESHOLDS.control_cost, THRESHOLDS.face_features_drop):
         assert str(value) in text
     assert "FaceMass &lt; 0.5" not in text  # the old rule, which the code no longer applies
 

@@ -1,69 +1,114 @@
-"""The verdict rule, branch by branch, on hand-made estimates."""
+"""The verdict rule, branch by branch, on hand-made estimates: `face` needs positive face evidence
+in each class and per-class Grad-CAM lifts; a costly control makes its family untestable."""
 
 from __future__ import annotations
 
+from beauty_pipeline.data.families import FAMILIES
 from beauty_pipeline.explain.stats import Estimate
-from beauty_pipeline.explain.verdict import THRESHOLDS, ProbeEffect, decide
+from beauty_pipeline.explain.verdict import THRESHOLDS, FaceEvidence, ProbeEffect, decide
 
 GOOD = Estimate(0.9, 0.85, 0.95)
 FACE_HOLDS = Estimate(0.88, 0.82, 0.93)
 NO_BACKGROUND = Estimate(0.5, 0.45, 0.55)
+LIFTS = {"celebrity": 1.6, "ordinary": 1.4}
+COLLAPSE = FaceEvidence(Estimate(0.4, 0.3, 0.5), Estimate(0.01, -0.04, 0.06))
+EVIDENCE = {"celebrity": COLLAPSE, "ordinary": COLLAPSE}
+CHEAP = Estimate(0.02, -0.02, 0.06)
 
 
-def probe(family: str, value: float, low: float, high: float, controlled: bool = True):
+def probe(family: str, value: float, low: float, high: float, controlled: bool = True,
+          cost: Estimate | None = CHEAP):
     return ProbeEffect(family, "profile_swap" if controlled else "blur", controlled,
-                       Estimate(value, low, high), flip_rate=max(0.0, value))
+                       Estimate(value, low, high), flip_rate=max(0.0, value),
+                       control_cost=cost if controlled else None)
 
 
 def clean():
-    return [probe(f, 0.0, -0.03, 0.04) for f in ("background", "quality", "geometry", "colour")]
+    return [probe(f, 0.0, -0.03, 0.04) for f in FAMILIES]
+
+
+def face(probes=None, face_only=FACE_HOLDS, background_only=NO_BACKGROUND, lifts=LIFTS,
+         evidence=EVIDENCE):
+    return decide(GOOD, face_only, background_only, clean() if probes is None else probes, lifts,
+                  THRESHOLDS, evidence)
 
 
 def test_chance_comes_first_even_with_a_flagged_family():
     result = decide(Estimate(0.6, 0.52, 0.68), FACE_HOLDS, NO_BACKGROUND,
-                    [probe("background", 0.5, 0.4, 0.6)])
+                    [probe("background", 0.5, 0.4, 0.6)], LIFTS, THRESHOLDS, EVIDENCE)
     assert result.label == "chance" and result.named == ()
 
 
-def test_face_when_nothing_is_flagged_and_the_face_holds():
-    result = decide(GOOD, FACE_HOLDS, NO_BACKGROUND, clean(), face_mass_lift=1.6)
+def test_face_with_positive_evidence_in_each_class_and_reasons_say_what_was_tested():
+    result = face()
     assert result.label == "face"
+    reason = result.reasons[0]
+    for family in FAMILIES:
+        assert family in reason
+    assert "eyes, nose and mouth" in reason and "celebrity" in reason and "ordinary" in reason
+
+
+def test_no_face_without_face_evidence():
+    result = face(evidence=None)
+    assert result.label == "inconclusive" and "no face evidence" in result.reasons[0]
+
+
+def test_weak_face_evidence_in_one_class_is_inconclusive():
+    weak = FaceEvidence(Estimate(0.12, 0.02, 0.22), Estimate(0.0, -0.05, 0.05))
+    result = face(evidence={"celebrity": COLLAPSE, "ordinary": weak})
+    assert result.label == "inconclusive"
+    assert result.reasons == (result.reasons[0],) and "ordinary" in result.reasons[0]
+    # the control collapsing as much as the features: the person, not the face, decides
+    both = FaceEvidence(Estimate(0.4, 0.3, 0.5), Estimate(0.35, 0.25, 0.45))
+    assert face(evidence={"celebrity": both, "ordinary": COLLAPSE}).label == "inconclusive"
 
 
 def test_every_flagged_family_is_named_in_a_fixed_order():
-    probes = clean() + [probe("colour", 0.4, 0.3, 0.5), probe("background", 0.3, 0.2, 0.4)]
-    result = decide(GOOD, FACE_HOLDS, NO_BACKGROUND, probes)
-    assert result.label == "background+colour" and result.named == ("background", "colour")
-    assert len(result.reasons) == 2
+    probes = clean() + [probe("noise", 0.3, 0.2, 0.4), probe("colour", 0.4, 0.3, 0.5),
+                        probe("background", 0.3, 0.2, 0.4)]
+    result = face(probes)
+    assert result.label == "background+colour+noise"
+    assert result.named == ("background", "colour", "noise") and len(result.reasons) == 3
 
 
 def test_background_only_accuracy_names_the_background():
-    result = decide(GOOD, FACE_HOLDS, Estimate(0.8, 0.7, 0.9), clean())
-    assert result.label == "background"
-    just_over = decide(GOOD, FACE_HOLDS, Estimate(0.7, 0.6, 0.8), clean(), face_mass_lift=2.0)
+    assert face(background_only=Estimate(0.8, 0.7, 0.9)).label == "background"
+    just_over = face(background_only=Estimate(0.7, 0.6, 0.8))
     assert just_over.label == "face"  # its interval is not wholly above 0.65
 
 
 def test_a_straddling_interval_is_inconclusive():
     limit = THRESHOLDS.controlled_effect
-    result = decide(GOOD, FACE_HOLDS, NO_BACKGROUND,
-                    clean() + [probe("quality", limit, limit - 0.05, limit + 0.05)])
+    result = face(clean() + [probe("quality", limit, limit - 0.05, limit + 0.05)])
     assert result.label == "inconclusive" and "straddles" in result.reasons[0]
 
 
+def test_a_costly_control_makes_its_family_untestable_never_silent():
+    costly = Estimate(0.2, 0.12, 0.28)
+    result = face([probe(f, 0.0, -0.03, 0.04, cost=costly if f == "geometry" else CHEAP)
+                   for f in FAMILIES])
+    assert result.label == "inconclusive"
+    assert result.reasons == ("geometry untestable: its control alone costs +0.20 [+0.12, +0.28] "
+                              "> 0.10",)
+    # a named family stays a finding; the untestable one is still reported beside it
+    named = face([probe("geometry", 0.5, 0.4, 0.6, cost=costly),
+                  probe("colour", 0.4, 0.3, 0.5)])
+    assert named.label == "colour" and "geometry untestable" in named.reasons[-1]
+
+
 def test_matched_probes_are_reported_not_judged():
-    result = decide(GOOD, FACE_HOLDS, NO_BACKGROUND,
-                    clean() + [probe("quality", 0.3, 0.2, 0.4, controlled=False)], 1.5)
-    assert result.label == "face"
+    assert face(clean() + [probe("quality", 0.3, 0.2, 0.4, controlled=False)]).label == "face"
 
 
 def test_face_only_that_does_not_hold_is_inconclusive():
-    low = decide(GOOD, Estimate(0.55, 0.45, 0.65), NO_BACKGROUND, clean())
+    low = face(face_only=Estimate(0.55, 0.45, 0.65))
     assert low.label == "inconclusive" and "face-only" in low.reasons[0]
-    dropped = decide(GOOD, Estimate(0.7, 0.62, 0.78), NO_BACKGROUND, clean())  # -0.20
-    assert dropped.label == "inconclusive"
+    assert face(face_only=Estimate(0.7, 0.62, 0.78)).label == "inconclusive"  # -0.20
 
 
-def test_gradcam_must_agree_before_face_is_said():
-    result = decide(GOOD, FACE_HOLDS, NO_BACKGROUND, clean(), face_mass_lift=0.9)
-    assert result.label == "inconclusive" and "Grad-CAM" in result.reasons[0]
+def test_per_class_lift_cannot_hide_behind_the_other_class():
+    result = face(lifts={"celebrity": 1.95, "ordinary": 0.45})
+    assert result.label == "inconclusive"
+    assert result.reasons == ("Grad-CAM puts no more heat on the face than a uniform map in "
+                              "ordinary (lift 0.45 <= 1.0)",)
+    assert face(lifts=0.9).label == "inconclusive"  # a single pooled lift is still judged

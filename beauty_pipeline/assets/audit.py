@@ -100,7 +100,7 @@ def shortcut_audit(context: AssetExecutionContext, config: AuditConfig, classifi
     mlflow_tracking.ensure_reachable()  # before the work, not after it
     result = audit_per_seed(trained_model(classifier), face_dataset_variant,
                                          storage.images, storage.folder("cache"),
-                                         gradcam.get("face_mass_lift"), config.batch_size,
+                                         audit_domain.class_lifts(gradcam), config.batch_size,
                                          config.device, config.bootstrap_seed)
     result["mlflow_run_id"] = classifier["mlflow_run_id"]
     with mlflow_tracking.run("", {}, run_id=classifier["mlflow_run_id"]):

@@ -1,12 +1,21 @@
 """Counterfactual test sets with controls (Xiao et al. 2020, Backgrounds Challenge), per variant.
 
 Every set keeps the person's label and is built identically for both classes:
-- face_only: the person on a neutral plate (one flat colour for all images: the mean background
-  colour of the variant's train images, so it carries no class and is in the variant's palette).
+- face_only: the face alone (person mask x face region) on a neutral plate (one flat colour for all
+  images: the mean background colour of the variant's train images, so it carries no class and is
+  in the variant's palette): no hair, neck or clothes.
+- person_only: the whole cut-out (face, hair, neck, clothes) on the same neutral plate.
+- face_features_removed: eyes, nose and mouth removed and inpainted from the surrounding face
+  (positive evidence for the face: a face model's decision must collapse).
+- face_features_control: the same area of the same person removed elsewhere (hair, neck, clothes,
+  forehead: inside the person, outside the face) and filled the same way (the control).
 - background_only: the image's background plate (person removed and inpainted).
 - mixed_same: the person on the background plate of another identity of the *same* class
   (the control: compositing damage without a class change).
 - mixed_other: the person on the plate of an identity of the *other* class.
+A flat frame (padding, letterbox) belongs to the photo, not to the scene: it is the border
+family's business, so plates lose their frame (the scene inside stretched to the full side) and a
+mixed image keeps its own photo's frame.
 BG-gap = acc(mixed_same) - acc(mixed_other); composite cost = acc(original) - acc(mixed_same).
 Plates come from the variant's own background pool, labelled by the photo they were cut from: the
 original photos' plates for `original` and `random`, plain white for `white` (whose backgrounds
@@ -18,11 +27,24 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 
 from beauty_pipeline.data.backgrounds import as_alpha, composite
+from beauty_pipeline.data.families import frame_colour, frame_width, to_border
 
-COUNTERFACTUALS = ("face_only", "background_only", "mixed_same", "mixed_other")
+COUNTERFACTUALS = ("face_only", "person_only", "background_only", "mixed_same", "mixed_other",
+                   "face_features_removed", "face_features_control")
+# Where the eyes, nose and mouth sit inside a face box (x0, y0, x1, y1), as ellipses
+# (centre x, centre y, radius x, radius y) in fractions of the box: the rows carry no landmarks
+# (the face stage keeps the box only), so the aligned-face positions are used; they cover the
+# five YuNet landmarks of an upright frontal face and the synthetic faces' eyes and mouth.
+FEATURE_PRIOR = ((0.29, 0.42, 0.15, 0.10), (0.71, 0.42, 0.15, 0.10),  # eyes
+                 (0.50, 0.57, 0.09, 0.10),  # nose
+                 (0.50, 0.74, 0.32, 0.10))  # mouth
+# Where the control removes the same area, relative to the face box (x, y in box widths/heights
+# from its top-left corner): left and right shoulder, neck, top of the head.
+CONTROL_ANCHORS = ((-0.6, 1.55), (1.6, 1.55), (0.5, 1.25), (0.5, -0.08))
 
 
 @dataclass(frozen=True)
@@ -34,6 +56,108 @@ class TestSample:
     plate: np.ndarray
     label: int
     identity: str
+    face_box: tuple[float, float, float, float] | None = None  # image pixels; None: aligned prior
+    face_region: np.ndarray | None = None  # (H, W) in [0, 1]; None: ellipse in the face box
+
+
+def sample_box(sample: TestSample) -> tuple[float, float, float, float]:
+    """The sample's face box in its own pixels (the aligned prior box when it has none)."""
+    if sample.face_box is not None and all(np.isfinite(sample.face_box)):
+        return tuple(float(v) for v in sample.face_box)
+    height, width = sample.image.shape[:2]
+    return (width / 6, height / 6, width * 5 / 6, height * 5 / 6)
+
+
+def _ellipses(shape: tuple[int, int], box, ellipses) -> list[np.ndarray]:
+    """Boolean masks of ellipses given in fractions of the box."""
+    height, width = shape
+    x0, y0, x1, y1 = box
+    ys, xs = np.mgrid[0:height, 0:width].astype(np.float32) + 0.5
+    out = []
+    for fx, fy, rx, ry in ellipses:
+        cx, cy = x0 + fx * (x1 - x0), y0 + fy * (y1 - y0)
+        ax, ay = max(rx * (x1 - x0), 0.75), max(ry * (y1 - y0), 0.75)
+        out.append(((xs - cx) / ax) ** 2 + ((ys - cy) / ay) ** 2 <= 1.0)
+    return out
+
+
+def face_region(sample: TestSample) -> np.ndarray:
+    """The face (float in [0, 1]): the exact face mask when known, else the box's ellipse."""
+    if sample.face_region is not None:
+        region = np.asarray(sample.face_region, np.float32)
+        return region / 255.0 if region.max() > 1.0 else region
+    return _ellipses(sample.image.shape[:2], sample_box(sample), [(0.5, 0.5, 0.5, 0.5)])[0] \
+        .astype(np.float32)
+
+
+def feature_blobs(sample: TestSample) -> list[np.ndarray]:
+    """Eyes, nose and mouth as boolean masks inside the person (one per feature)."""
+    person = as_alpha(sample.mask)[..., 0] >= 0.5
+    return [blob & person for blob in _ellipses(sample.image.shape[:2], sample_box(sample),
+                                                 FEATURE_PRIOR)]
+
+
+def control_blobs(sample: TestSample, blobs: list[np.ndarray]) -> list[np.ndarray]:
+    """For every feature blob, as many person pixels outside the (grown) face, nearest to one
+    anchor each (shoulders, neck, top of the head): the same area of the same person elsewhere."""
+    height, width = sample.image.shape[:2]
+    x0, y0, x1, y1 = sample_box(sample)
+    face = (face_region(sample) >= 0.5).astype(np.uint8)
+    grow = max(1, int(round(0.08 * (x1 - x0))))
+    face = cv2.dilate(face, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * grow + 1,) * 2))
+    free = (as_alpha(sample.mask)[..., 0] >= 0.5) & (face == 0)
+    ys, xs = np.mgrid[0:height, 0:width].astype(np.float32) + 0.5
+    out = []
+    for blob, (ax, ay) in zip(blobs, CONTROL_ANCHORS, strict=True):
+        area = int(blob.sum())
+        cx, cy = x0 + ax * (x1 - x0), y0 + ay * (y1 - y0)
+        candidates = np.flatnonzero(free.ravel())
+        distance = (xs.ravel()[candidates] - cx) ** 2 + (ys.ravel()[candidates] - cy) ** 2
+        chosen = candidates[np.argsort(distance, kind="stable")[:area]]
+        taken = np.zeros(height * width, bool)
+        taken[chosen] = True
+        taken = taken.reshape(height, width)
+        free &= ~taken
+        out.append(taken)
+    return out
+
+
+def remove_regions(image: np.ndarray, regions: list[np.ndarray]) -> np.ndarray:
+    """Cut the regions out and inpaint them from their surroundings (as background plates are)."""
+    hole = np.zeros(image.shape[:2], np.uint8)
+    for region in regions:
+        hole[region] = 255
+    if not hole.any():
+        return np.array(image, copy=True)
+    radius = max(2, image.shape[0] // 32)
+    return cv2.inpaint(np.ascontiguousarray(image), hole, radius, cv2.INPAINT_TELEA)
+
+
+def unframed_plate(sample: TestSample) -> np.ndarray:
+    """The sample's plate without its photo's frame (frame read on the image, which the
+    inpainting never touched): the scene inside stretched to the full side."""
+    width = frame_width(sample.image)
+    return sample.plate if width == 0 else to_border(sample.plate[width:-width, width:-width],
+                                                     0.0, (0, 0, 0))
+
+
+def framed_like(plate: np.ndarray, sample: TestSample) -> np.ndarray:
+    """A frameless plate given the sample's own frame (as is when the sample has none)."""
+    if plate.shape != sample.image.shape:
+        plate = cv2.resize(plate, (sample.image.shape[1], sample.image.shape[0]),
+                           interpolation=cv2.INTER_AREA)
+    width = frame_width(sample.image)
+    if width == 0:
+        return plate
+    return to_border(plate, width / sample.image.shape[0], frame_colour(sample.image, width))
+
+
+def feature_sets(sample: TestSample) -> tuple[np.ndarray, np.ndarray, int, int]:
+    """(features removed, control removed, feature area, control area) for one sample."""
+    blobs = feature_blobs(sample)
+    control = control_blobs(sample, blobs)
+    return (remove_regions(sample.image, blobs), remove_regions(sample.image, control),
+            int(sum(b.sum() for b in blobs)), int(sum(c.sum() for c in control)))
 
 
 def neutral_colour(images: Sequence[np.ndarray], masks: Sequence[np.ndarray]) -> np.ndarray:
@@ -67,18 +191,20 @@ def partners(labels: Sequence[int], identities: Sequence[str], same_class: bool,
 
 @dataclass(frozen=True)
 class CounterfactualSets:
-    """The four counterfactual sets, aligned with the input order, and how they were drawn."""
+    """The counterfactual sets, aligned with the input order, and how they were drawn."""
 
     sets: dict[str, list[np.ndarray]]
     labels: np.ndarray
     same_partner: np.ndarray
     other_partner: np.ndarray
     neutral: np.ndarray
+    feature_area: np.ndarray  # pixels removed per image: features, then the control
+    control_area: np.ndarray
 
 
 def build_counterfactuals(samples: Sequence[TestSample], neutral: np.ndarray,
                           seed: int = 0) -> CounterfactualSets:
-    """All four sets; partners are seeded and never the same identity."""
+    """Every set; partners are seeded and never the same identity."""
     if not samples:
         raise ValueError("no test samples to build counterfactual sets from")
     labels = np.asarray([s.label for s in samples], dtype=np.int64)
@@ -86,13 +212,22 @@ def build_counterfactuals(samples: Sequence[TestSample], neutral: np.ndarray,
     same = partners(labels, identities, True, seed)
     other = partners(labels, identities, False, seed + 1)
     plate = np.asarray(neutral, np.uint8)
+
+    def on_plate(s: TestSample, mask: np.ndarray) -> np.ndarray:
+        return composite(s.image, mask, np.broadcast_to(plate, s.image.shape).copy())
+
+    features = [feature_sets(s) for s in samples]
     sets = {
-        "face_only": [composite(s.image, s.mask, np.broadcast_to(plate, s.image.shape).copy())
-                      for s in samples],
-        "background_only": [s.plate for s in samples],
-        "mixed_same": [composite(s.image, s.mask, samples[j].plate)
+        "face_only": [on_plate(s, as_alpha(s.mask)[..., 0] * face_region(s)) for s in samples],
+        "person_only": [on_plate(s, s.mask) for s in samples],
+        "background_only": [unframed_plate(s) for s in samples],
+        "mixed_same": [composite(s.image, s.mask, framed_like(unframed_plate(samples[j]), s))
                        for s, j in zip(samples, same, strict=True)],
-        "mixed_other": [composite(s.image, s.mask, samples[j].plate)
+        "mixed_other": [composite(s.image, s.mask, framed_like(unframed_plate(samples[j]), s))
                         for s, j in zip(samples, other, strict=True)],
+        "face_features_removed": [f[0] for f in features],
+        "face_features_control": [f[1] for f in features],
     }
-    return CounterfactualSets(sets, labels, same, other, plate)
+    return CounterfactualSets(sets, labels, same, other, plate,
+                              np.asarray([f[2] for f in features]),
+                              np.asarray([f[3] for f in features]))

@@ -126,7 +126,8 @@ def add_counterfactuals(manifest: pd.DataFrame, arrays: dict, store: ImageStore,
     neutral = neutral_colour([a[0] for a in train], [a[1] for a in train]) if train else \
         np.full(3, 128, np.uint8)
     samples = [TestSample(*arrays[manifest.at[i, "sample_id"]], int(manifest.at[i, "looks"]),
-                          str(manifest.at[i, "person"])) for i in test]
+                          str(manifest.at[i, "person"]), *face_of(manifest.loc[i], store))
+               for i in test]
     built = build_counterfactuals(samples, neutral, seed)
     for name, images in built.sets.items():
         manifest.loc[test, f"cf_{name}_key"] = [store.put_array(image) for image in images]
@@ -135,6 +136,14 @@ def add_counterfactuals(manifest: pd.DataFrame, arrays: dict, store: ImageStore,
     manifest.loc[test, "cf_other_partner"] = manifest.loc[test, "sample_id"].to_numpy()[
         built.other_partner]
     return manifest
+
+
+def face_of(row: pd.Series, store: ImageStore) -> tuple:
+    """A test row's face box (stored-image pixels, None when absent) and exact face mask."""
+    box = tuple(float(row.get(k, np.nan)) for k in ("face_x0", "face_y0", "face_x1", "face_y1"))
+    key = row.get("face_mask_key", "")
+    region = store.load(key, "L") if isinstance(key, str) and key else None
+    return (box if np.isfinite(box).all() and box[2] > box[0] else None), region
 
 
 def variant_version(manifest: pd.DataFrame) -> str:

@@ -16,7 +16,7 @@ from beauty_pipeline.data.families import FAMILIES
 from beauty_pipeline.demo.synthetic import DemoSpec
 from beauty_pipeline.demo.zoo import ZooSettings, world_dataset
 from beauty_pipeline.errors import PipelineError
-from beauty_pipeline.explain.audit import TrainedModel, gradcam_audit
+from beauty_pipeline.explain.audit import TrainedModel, class_lifts, gradcam_audit
 from beauty_pipeline.explain.seeds import audit_per_seed
 from beauty_pipeline.settings import TrainSettings
 from beauty_pipeline.storage import ImageStore, atomic_write_json
@@ -84,7 +84,7 @@ def run_heldout_world(name: str, home: Path, settings: ZooSettings, seeds: int =
     trained, val_accuracy = train_seeds(name, manifest, store, home, settings, seeds)
     cam = gradcam_audit(trained, manifest, store, home / "cache", home / "figures", name,
                         device="cpu", seed=spec.seed)
-    audit = audit_per_seed(trained, manifest, store, home / "cache", cam["face_mass_lift"],
+    audit = audit_per_seed(trained, manifest, store, home / "cache", class_lifts(cam),
                            device="cpu", seed=spec.seed)
     world = HELD_OUT_WORLDS[name]
     per_seed = audit["per_seed"]

@@ -5,6 +5,11 @@ The planted family (DemoSpec.planted) follows the class with probability `shortc
 - quality: sharp (celebrity) vs resampled to a third of the side (ordinary);
 - geometry: tight crop, face 1.35x larger in the frame (celebrity) vs the usual crop;
 - colour: warm cast (celebrity) vs cool cast (ordinary);
+- compression: lossless (celebrity) vs JPEG quality 30 with 4:2:0 chroma (ordinary);
+- position: face where it is drawn (celebrity) vs the whole picture moved right and down
+  (ordinary);
+- border: no frame (celebrity) vs the picture shrunk into a flat dark frame (ordinary);
+- noise: clean (celebrity) vs Gaussian sensor noise (ordinary);
 - none: the negative control, no shortcut at all.
 Every other family is drawn independently of the class (backgrounds 50/50 studio or cluttered).
 """
@@ -16,7 +21,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from beauty_pipeline.data.families import down_up, zoom
+from beauty_pipeline.data.families import down_up, jpeg, zoom
 from beauty_pipeline.data.schema import FAIRFACE_AGES, FAIRFACE_GENDERS, FAIRFACE_RACES
 
 SKIN_BY_RACE = {
@@ -26,10 +31,15 @@ SKIN_BY_RACE = {
 }
 HAIR = [(30, 22, 16), (90, 60, 30), (200, 170, 110), (140, 40, 20), (60, 60, 60), (15, 15, 15)]
 SUPERSAMPLE = 4
-PLANTED = ("background", "quality", "geometry", "colour", "none")
+PLANTED = ("background", "quality", "geometry", "colour", "compression", "position", "border",
+           "noise", "none")
 DEGRADED_FACTOR = 1 / 3  # quality world: ordinary-style photos keep a third of the resolution
 TIGHT_CROP = 1.35  # geometry world: celebrity-style photos show the face this much larger
 COLOUR_CAST = 22  # colour world: red up / blue down (warm) or the reverse (cool), in levels
+LOW_JPEG_QUALITY = 30  # compression world: ordinary-style photos, 4:2:0 chroma
+PLACEMENT_SHIFT = (0.12, 0.06)  # position world: ordinary-style content moved (x, y), of the side
+FRAME_WIDTH, FRAME_COLOUR = 0.08, (24, 24, 24)  # border world: ordinary-style flat frame
+NOISE_LEVEL = 10.0  # noise world: ordinary-style Gaussian noise sigma (grey levels)
 
 
 @dataclass(frozen=True)
@@ -211,7 +221,42 @@ def plant(face: DemoFace, family: str, celebrity_style: bool) -> DemoFace:
         shifted[..., 2] -= sign * COLOUR_CAST
         return DemoFace(np.clip(shifted, 0, 255).astype(np.uint8), face.face_mask,
                         face.person_mask, face.face_box, face.studio)
-    return face
+    return plant_acquisition(face, family, celebrity_style)
+
+
+def plant_acquisition(face: DemoFace, family: str, celebrity_style: bool) -> DemoFace:
+    """The acquisition families (compression, position, border, noise): only ordinary-style
+    photos are changed, as web photos differ from a curated set."""
+    if celebrity_style or family not in ("compression", "position", "border", "noise"):
+        return face
+    if family == "compression":
+        return DemoFace(jpeg(face.image, LOW_JPEG_QUALITY, subsampled=True), face.face_mask,
+                        face.person_mask, face.face_box, face.studio)
+    if family == "noise":
+        rng = np.random.default_rng(int(face.image.sum()))  # deterministic per photo
+        noisy = face.image.astype(np.float64) + rng.normal(0, NOISE_LEVEL, face.image.shape)
+        return DemoFace(np.clip(np.rint(noisy), 0, 255).astype(np.uint8), face.face_mask,
+                        face.person_mask, face.face_box, face.studio)
+    side = face.image.shape[0]
+    if family == "position":
+        dx, dy = PLACEMENT_SHIFT[0] * side, PLACEMENT_SHIFT[1] * side
+        x0, y0, x1, y1 = face.face_box
+        return DemoFace(*(zoom(a, 1.0, None, (dx, dy)) for a in
+                          (face.image, face.face_mask, face.person_mask)),
+                        (x0 + dx, y0 + dy, x1 + dx, y1 + dy), face.studio)
+    width = int(round(FRAME_WIDTH * side))
+    scale = (side - 2 * width) / side
+
+    def framed(array: np.ndarray, fill) -> np.ndarray:
+        out = np.empty_like(array)
+        out[:] = fill
+        out[width:side - width, width:side - width] = cv2.resize(
+            array, (side - 2 * width,) * 2, interpolation=cv2.INTER_AREA)
+        return out
+
+    box = tuple(width + v * scale for v in face.face_box)
+    return DemoFace(framed(face.image, FRAME_COLOUR), framed(face.face_mask, 0),
+                    framed(face.person_mask, 0), box, face.studio)
 
 
 def draw_photo(rng: np.random.Generator, who: Identity, looks: int, spec: DemoSpec) -> DemoFace:

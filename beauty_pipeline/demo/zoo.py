@@ -20,7 +20,7 @@ from beauty_pipeline.demo.synthetic import (
     demo_person_photos,
     person_name,
 )
-from beauty_pipeline.explain.audit import TrainedModel, gradcam_audit, shortcut_audit
+from beauty_pipeline.explain.audit import TrainedModel, class_lifts, gradcam_audit, shortcut_audit
 from beauty_pipeline.settings import TrainSettings
 from beauty_pipeline.storage import ImageStore, atomic_write_json
 from beauty_pipeline.training.checkpoints import save_state
@@ -34,6 +34,10 @@ WORLDS = {
     "quality": dict(planted="quality", shortcut=0.97, face_signal=0.75),
     "geometry": dict(planted="geometry", shortcut=0.97, face_signal=0.75),
     "colour": dict(planted="colour", shortcut=0.97, face_signal=0.75),
+    "compression": dict(planted="compression", shortcut=0.97, face_signal=0.75),
+    "position": dict(planted="position", shortcut=0.97, face_signal=0.75),
+    "border": dict(planted="border", shortcut=0.97, face_signal=0.75),
+    "noise": dict(planted="noise", shortcut=0.97, face_signal=0.75),
     "none": dict(planted="none", shortcut=0.5, face_signal=0.95),
 }
 
@@ -91,17 +95,19 @@ def run_world(name: str, home: Path, settings: ZooSettings) -> dict:
     trained = TrainedModel(settings.model, (str(weights),), settings.image_size)
     cam = gradcam_audit(trained, manifest, store, home / "cache", home / "figures", name,
                         device="cpu", seed=settings.seed)
-    audit = shortcut_audit(trained, manifest, store, home / "cache", cam["face_mass_lift"],
+    audit = shortcut_audit(trained, manifest, store, home / "cache", class_lifts(cam),
                            device="cpu", seed=settings.seed)
     planted = WORLDS[name]["planted"]
     keys = [k for k in audit if k.startswith(("acc_", "bg_gap", "composite_cost", "family_",
-                                               "matched_"))]
+                                               "matched_", "face_features_"))]
     return {"world": name, "planted": planted, "named": audit["named_families"],
             "verdict": audit["verdict"], "reasons": audit["verdict_reasons"],
             "test_accuracy": audit["acc_original"], "val_accuracy": history[-1].val_accuracy,
             "intervals": {k: audit[k] for k in keys},
             "face_mass": {k: cam[k] for k in ("face_mass", "face_mass_ci_low", "face_mass_ci_high",
-                                              "face_mass_lift")},
+                                              "face_mass_lift", "face_mass_lift_celebrity",
+                                              "face_mass_lift_ordinary")},
+            "face_evidence": {k: audit[k] for k in audit if k.startswith("face_features_")},
             "probes": audit["probes"], "class_profiles": audit["class_profiles"],
             "correct": planted_correctly(planted, audit["named_families"], audit["verdict"])}
 

@@ -3,6 +3,10 @@ evaluated with identity-bootstrap intervals, ending in one verdict."""
 
 from __future__ import annotations
 
+import hashlib
+import io
+import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,6 +19,7 @@ from beauty_pipeline.data.counterfactual import COUNTERFACTUALS
 from beauty_pipeline.data.demographics import attribute_mix, strata_accuracy
 from beauty_pipeline.data.families import (
     PROFILE_FAMILIES,
+    ClassProfile,
     apply,
     class_profile,
     matched_probes,
@@ -24,8 +29,14 @@ from beauty_pipeline.explain.facemass import area_ratio, face_mass, face_regions
 from beauty_pipeline.explain.gradcam import explain_predicted_and_true
 from beauty_pipeline.explain.plots import figure_name, plot_class_averages, plot_overlays
 from beauty_pipeline.explain.stats import Estimate, IdentityBootstrap
-from beauty_pipeline.explain.verdict import THRESHOLDS, ProbeEffect, Thresholds, decide
-from beauty_pipeline.storage import ImageStore
+from beauty_pipeline.explain.verdict import (
+    THRESHOLDS,
+    FaceEvidence,
+    ProbeEffect,
+    Thresholds,
+    decide,
+)
+from beauty_pipeline.storage import ImageStore, atomic_write_bytes, file_lock, frame_digest
 from beauty_pipeline.training.cache import decoded_images
 from beauty_pipeline.training.checkpoints import load_state
 from beauty_pipeline.training.loop import predict_logits, resolve_device, to_input
@@ -52,6 +63,9 @@ class TrainedModel:
 
 def split_rows(manifest: pd.DataFrame, split: str) -> pd.DataFrame:
     return manifest[manifest["split"] == split].reset_index(drop=True)
+
+
+FAMILY_SETS_VERSION = "1"  # bump when a profile move changes: cached own/other sets are rebuilt
 
 
 def face_geometry(rows: pd.DataFrame, store: ImageStore, side: int) -> tuple[np.ndarray, list]:
@@ -144,12 +158,15 @@ def _flip_rate(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def shortcut_audit(trained: TrainedModel, manifest: pd.DataFrame, store: ImageStore,
-                   cache_dir: Path, face_mass_lift: float | None = None, batch_size: int = 64,
+                   cache_dir: Path, face_mass_lift: float | Mapping[str, float] | None = None,
+                   batch_size: int = 64,
                    device: str = "auto", seed: int = 0,
                    thresholds: Thresholds = THRESHOLDS) -> dict:
-    """Accuracy on the test set and its counterfactual sets, every family's probes against their
-    controls, intervals by identity bootstrap, and the verdict."""
-    rows, train = split_rows(manifest, "test"), split_rows(manifest, "train")
+    """Accuracy on the test set and its counterfactual sets, the face-feature evidence, every
+    family's probes against their controls (with each control's cost), intervals by identity
+    bootstrap, and the verdict; face_mass_lift is gradcam_audit's per-class lifts
+    ({"celebrity": .., "ordinary": ..}, see class_lifts) or one pooled lift."""
+    rows = split_rows(manifest, "test")
     labels = rows["looks"].to_numpy()
     side = trained.image_size
     predict = Predictor(trained, batch_size, resolve_device(device))
@@ -175,44 +192,152 @@ def shortcut_audit(trained: TrainedModel, manifest: pd.DataFrame, store: ImageSt
     if {"mixed_same", "mixed_other"} <= set(correct):
         gap = boot.difference(correct["mixed_same"], correct["mixed_other"])
         result.update(gap.as_metrics("bg_gap"))
-        result.update(boot.difference(correct["original"], correct["mixed_same"])
-                      .as_metrics("composite_cost"))
+        cost = boot.difference(correct["original"], correct["mixed_same"])
+        result.update(cost.as_metrics("composite_cost"))
         probes.append(ProbeEffect("background", "mixed_other_vs_mixed_same", True, gap,
-                                  _flip_rate(predictions["mixed_same"], predictions["mixed_other"])))
+                                  _flip_rate(predictions["mixed_same"], predictions["mixed_other"]),
+                                  cost))
     for probe in matched_probes(side):
         changed = predict(apply(original, probe.transform))
         effect = boot.difference(correct["original"], _correct(changed, labels))
         probes.append(ProbeEffect(probe.family, probe.name, False, effect,
                                   _flip_rate(predictions["original"], changed)))
-    train_images = np.asarray(everything[np.flatnonzero((manifest["split"] == "train").to_numpy())])
-    train_widths, _ = face_geometry(train, store, side)
-    train_masks = person_masks(train, store, side)
-    in_class = [train["looks"].to_numpy() == c for c in (0, 1)]
-    profiles = [class_profile(train_images[s], train_widths[s],
-                              None if train_masks is None else train_masks[s]) for s in in_class]
-    result["class_profiles"] = {CLASS_NAMES[c]: profiles[c].as_dict() for c in (0, 1)}
-    widths, centres = face_geometry(rows, store, side)
+    swaps = profile_swaps(manifest, store, side, seed, cache_dir, everything)
+    result["class_profiles"] = swaps.profiles
+    result["family_sets"] = "built" if swaps.built else "cached"
     for family in PROFILE_FAMILIES:
-        own = predict(to_profile(family, original, profiles, labels, widths, centres))
-        other = predict(to_profile(family, original, profiles, 1 - labels, widths, centres))
+        own_images, other_images = swaps.sets[family]
+        own, other = predict(own_images), predict(other_images)
         effect = boot.difference(_correct(own, labels), _correct(other, labels))
-        probes.append(ProbeEffect(family, "profile_swap", True, effect, _flip_rate(own, other)))
+        cost = boot.difference(correct["original"], _correct(own, labels))
+        probes.append(ProbeEffect(family, "profile_swap", True, effect, _flip_rate(own, other),
+                                  cost))
+    evidence = face_evidence(correct, labels, boot, result)
     result["probes"] = [{"family": p.family, "probe": p.probe, "controlled": p.controlled,
                          "effect": p.effect.value, "ci_low": p.effect.low, "ci_high": p.effect.high,
-                         "threshold": p.threshold(thresholds), "flip_rate": p.flip_rate}
+                         "threshold": p.threshold(thresholds), "flip_rate": p.flip_rate,
+                         **({} if p.control_cost is None else {
+                             "control_cost": p.control_cost.value,
+                             "control_cost_ci_low": p.control_cost.low,
+                             "control_cost_ci_high": p.control_cost.high})}
                         for p in probes]
     for probe in probes:
         if probe.controlled:
             result.update(probe.effect.as_metrics(f"family_{probe.family}_drop"))
             result[f"family_{probe.family}_flip"] = probe.flip_rate
+            if probe.control_cost is not None:
+                result.update(probe.control_cost.as_metrics(f"family_{probe.family}_control_cost"))
         else:
             result.update(probe.effect.as_metrics(f"matched_{probe.probe}_drop"))
             result[f"matched_{probe.probe}_flip"] = probe.flip_rate
     verdict = decide(_estimate(result, "acc_original"), _estimate(result, "acc_face_only"),
-                     _estimate(result, "acc_background_only"), probes, face_mass_lift, thresholds)
+                     _estimate(result, "acc_background_only"), probes, face_mass_lift, thresholds,
+                     evidence)
     result.update(verdict=verdict.label, named_families=list(verdict.named),
                   verdict_reasons=list(verdict.reasons))
     return result
+
+
+def class_lifts(gradcam: Mapping) -> dict[str, float]:
+    """gradcam_audit's per-class FaceMass lifts, the ones the verdict reads."""
+    return {name: float(gradcam.get(f"face_mass_lift_{name}", float("nan"))) for name in CLASS_NAMES}
+
+
+def _in_class(values: np.ndarray, select: np.ndarray) -> np.ndarray:
+    """Values of one class, NaN elsewhere (the bootstrap skips NaN)."""
+    return np.where(select, values, np.nan)
+
+
+def face_evidence(correct: dict, labels: np.ndarray, boot: IdentityBootstrap,
+                  result: dict) -> dict[str, FaceEvidence] | None:
+    """Accuracy lost when the facial features are removed and when the same area elsewhere on the
+    person is (the control), pooled and per class, into `result`; per-class evidence for the
+    verdict (None when the variant has no feature sets)."""
+    if not {"face_features_removed", "face_features_control"} <= set(correct):
+        return None
+    original = correct["original"]
+    evidence = {}
+    for suffix, select in (("", None), *((f"_{n}", labels == c) for c, n in enumerate(CLASS_NAMES))):
+        base = original if select is None else _in_class(original, select)
+        drops = []
+        for name, metric in (("face_features_removed", "face_features_drop"),
+                             ("face_features_control", "face_features_control_drop")):
+            values = correct[name] if select is None else _in_class(correct[name], select)
+            drop = boot.difference(base, values)
+            result.update(drop.as_metrics(f"{metric}{suffix}"))
+            drops.append(drop)
+        if suffix:
+            evidence[suffix[1:]] = FaceEvidence(*drops)
+    return evidence
+
+
+@dataclass(frozen=True)
+class ProfileSwaps:
+    """Every profile family's own- and other-class versions of the test set, the class profiles
+    they were moved to, and whether this call built them (False: read from the cache)."""
+
+    sets: dict[str, tuple[np.ndarray, np.ndarray]]
+    profiles: dict
+    built: bool
+
+
+def profile_swaps_key(manifest: pd.DataFrame, side: int, seed: int) -> str:
+    """Content key of the swapped sets: the variant's data (every image, split and label), the
+    image size, the seed and the families' code version; no model enters it."""
+    digest = frame_digest(manifest, ["sample_id", "variant_image_key", "split", "looks"] +
+                          [c for c in ("mask_key", "face_x0", "face_y0", "face_x1", "face_y1")
+                           if c in manifest])
+    text = json.dumps([digest, side, seed, FAMILY_SETS_VERSION, PROFILE_FAMILIES])
+    return hashlib.sha256(text.encode()).hexdigest()[:24]
+
+
+def profile_swaps(manifest: pd.DataFrame, store: ImageStore, side: int, seed: int,
+                  cache_dir: Path, everything: np.ndarray | None = None) -> ProfileSwaps:
+    """The profile families' own/other test sets, built once per (variant data, size, seed) and
+    shared on disk by every model of the variant (atomic write, under a lock)."""
+    path = Path(cache_dir) / "profile_swaps" / f"{profile_swaps_key(manifest, side, seed)}.npz"
+    with file_lock(path):
+        if path.exists():
+            try:
+                with np.load(path, allow_pickle=False) as stored:
+                    sets = {f: (stored[f"{f}_own"], stored[f"{f}_other"]) for f in PROFILE_FAMILIES}
+                    return ProfileSwaps(sets, json.loads(str(stored["profiles"])), False)
+            except (OSError, KeyError, ValueError):
+                path.unlink(missing_ok=True)  # a damaged cache is rebuilt, never read
+        sets, profiles = _build_profile_swaps(manifest, store, side, seed, cache_dir, everything)
+        buffer = io.BytesIO()
+        np.savez(buffer, profiles=np.asarray(json.dumps(profiles)),
+                 **{f"{f}_{k}": v for f, pair in sets.items() for k, v in zip(("own", "other"), pair,
+                                                                               strict=True)})
+        atomic_write_bytes(path, buffer.getvalue())
+    return ProfileSwaps(sets, profiles, True)
+
+
+def _build_profile_swaps(manifest: pd.DataFrame, store: ImageStore, side: int, seed: int,
+                         cache_dir: Path, everything: np.ndarray | None
+                         ) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], dict]:
+    """Class profiles from the train images, then every test image moved to its own class's
+    profile and to the other's, family by family."""
+    if everything is None:
+        everything = decoded_images(manifest["variant_image_key"].tolist(), store, side, cache_dir)
+    rows, train = split_rows(manifest, "test"), split_rows(manifest, "train")
+    pick = {s: np.flatnonzero((manifest["split"] == s).to_numpy()) for s in ("train", "test")}
+    train_images, original = (np.asarray(everything[pick[s]]) for s in ("train", "test"))
+    train_widths, train_centres = face_geometry(train, store, side)
+    train_masks = person_masks(train, store, side)
+    in_class = [train["looks"].to_numpy() == c for c in (0, 1)]
+    profiles: list[ClassProfile] = [
+        class_profile(train_images[s], train_widths[s],
+                      None if train_masks is None else train_masks[s],
+                      [c for c, keep in zip(train_centres, s, strict=True) if keep])
+        for s in in_class]
+    labels = rows["looks"].to_numpy()
+    widths, centres = face_geometry(rows, store, side)
+    masks = person_masks(rows, store, side)
+    sets = {family: tuple(to_profile(family, original, profiles, targets, widths, centres, masks,
+                                     seed) for targets in (labels, 1 - labels))
+            for family in PROFILE_FAMILIES}
+    return sets, {CLASS_NAMES[c]: profiles[c].as_dict() for c in (0, 1)}
 
 
 def _estimate(result: dict, name: str) -> Estimate | None:

@@ -1,20 +1,27 @@
-"""The verdict: one rule over controlled effects with 95% intervals, thresholds in one place.
+"""The verdict: one rule over controlled effects with 95% intervals, thresholds in one place
+(tuned on the development zoo only, never on held-out worlds).
 
 Order (DESIGN.md §2):
 1. `chance` when original accuracy is not clearly above 50% (interval's low end <= chance_ci_low).
-2. Every family with a controlled probe (effect = acc(control) - acc(probe)) whose interval lies
-   wholly above the threshold is named, e.g. `background`, `background+quality`; so is the
-   background when background-only accuracy clearly exceeds its limit. Matched transforms have no
-   class control and are reported beside the verdict, not used by it.
-3. `inconclusive` when a controlled probe's interval straddles the threshold, when face-only
-   accuracy does not hold, or when Grad-CAM puts no more heat on the face than a uniform map.
-4. `face` otherwise. It means "no tested shortcut found and the face alone carries the decision",
-   for the families tested, not proof that nothing else is used.
+2. Every family with a controlled probe (effect = acc(own-class control) - acc(other-class probe))
+   whose interval lies wholly above the threshold, and whose control costs at most
+   `control_cost` (acc(original) - acc(control)), is named, e.g. `background+compression`; so is
+   the background when background-only accuracy clearly exceeds its limit. Matched transforms
+   have no class control and are reported beside the verdict, not used by it.
+3. `inconclusive` when a controlled probe's interval straddles the threshold, when a family's
+   control costs more than `control_cost` (that family is untestable for the model), when
+   face-only accuracy does not hold, when Grad-CAM puts no more heat on the face than a uniform
+   map in either class, or when the face evidence is missing or weak in either class.
+4. `face` only with positive evidence in each class: removing the eyes, nose and mouth costs
+   accuracy (interval above `face_features_drop`) and removing the same area of the person
+   elsewhere does not (interval below it). It means "the facial features carry the decision and
+   no tested shortcut was found", not proof that nothing else is used.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from beauty_pipeline.data.families import FAMILIES
@@ -31,7 +38,9 @@ class Thresholds:
     controlled_effect: float = 0.10  # probe vs its control (BG-gap, profile swaps)
     background_only: float = 0.65  # background alone predicting the class this well
     face_only_drop: float = 0.15  # face-only may lose at most this much and still "hold"
-    face_mass_lift: float = 1.0  # Grad-CAM heat on the face vs a uniform map's share
+    face_mass_lift: float = 1.0  # Grad-CAM heat on the face vs a uniform map's share, per class
+    control_cost: float = 0.10  # a family's control may cost at most this (else: untestable)
+    face_features_drop: float = 0.15  # features removed must cost more; the control less
 
 
 THRESHOLDS = Thresholds()
@@ -46,10 +55,26 @@ class ProbeEffect:
     controlled: bool
     effect: Estimate
     flip_rate: float
+    control_cost: Estimate | None = None  # acc(original) - acc(control), when measured
 
     def threshold(self, thresholds: Thresholds = THRESHOLDS) -> float | None:
         """The limit a controlled probe is judged by; matched probes are reported only."""
         return thresholds.controlled_effect if self.controlled else None
+
+
+@dataclass(frozen=True)
+class FaceEvidence:
+    """One class's accuracy lost when its facial features are removed, and when the same area of
+    the person is removed elsewhere (the control)."""
+
+    features: Estimate
+    control: Estimate
+
+    def holds(self, thresholds: Thresholds = THRESHOLDS) -> bool:
+        """The decision collapses on the features and not on the control."""
+        limit = thresholds.face_features_drop
+        return clears(self.features, limit) and _finite(self.control.high) and \
+            self.control.high < limit
 
 
 @dataclass(frozen=True)
@@ -68,25 +93,44 @@ def clears(estimate: Estimate, threshold: float) -> bool:
     return _finite(estimate.low) and estimate.low > threshold
 
 
+def _interval(e: Estimate) -> str:
+    return f"{e.value:+.2f} [{e.low:+.2f}, {e.high:+.2f}]"
+
+
 def straddles(estimate: Estimate, threshold: float) -> bool:
     return _finite(estimate.low, estimate.high) and estimate.low <= threshold < estimate.high
 
 
+def _lifts(face_mass_lift: float | Mapping[str, float] | None) -> dict[str, float]:
+    """Per-class lifts ({class: lift}); a single number is treated as one pooled lift."""
+    if face_mass_lift is None:
+        return {}
+    if isinstance(face_mass_lift, Mapping):
+        return {k: float(v) for k, v in face_mass_lift.items() if v is not None}
+    return {"pooled": float(face_mass_lift)}
+
+
 def decide(acc_original: Estimate, acc_face_only: Estimate | None, acc_background_only: Estimate | None,
-           probes: list[ProbeEffect], face_mass_lift: float | None = None,
-           thresholds: Thresholds = THRESHOLDS) -> Verdict:
-    """The verdict for one model from its estimates (see the module docstring for the rule)."""
+           probes: list[ProbeEffect], face_mass_lift: float | Mapping[str, float] | None = None,
+           thresholds: Thresholds = THRESHOLDS,
+           face_evidence: Mapping[str, FaceEvidence] | None = None) -> Verdict:
+    """The verdict for one model from its estimates (see the module docstring for the rule);
+    face_mass_lift is per class ({"celebrity": .., "ordinary": ..}), face_evidence per class."""
     if not clears(acc_original, thresholds.chance_ci_low):
         return Verdict("chance", (), (f"accuracy {acc_original.value:.2f} "
                                       f"[{acc_original.low:.2f}, {acc_original.high:.2f}] not "
-                                      f"clearly above chance (low end <= {thresholds.chance_ci_low})",))
-    named, reasons, unsure = [], [], []
+                                      f"clearly above chance ({thresholds.chance_ci_low})",))
+    named, reasons, unsure, untestable = [], [], [], []
     for probe in probes:
         limit = probe.threshold(thresholds)
         if limit is None:
             continue
-        text = (f"{probe.family}/{probe.probe}: {probe.effect.value:+.2f} "
-                f"[{probe.effect.low:+.2f}, {probe.effect.high:+.2f}] vs {limit:.2f}")
+        text = f"{probe.family}/{probe.probe}: {_interval(probe.effect)} vs {limit:.2f}"
+        cost = probe.control_cost
+        if cost is not None and _finite(cost.value) and cost.value > thresholds.control_cost:
+            untestable.append(f"{probe.family} untestable: its control alone costs "
+                              f"{_interval(cost)} > {thresholds.control_cost:.2f}")
+            continue
         if clears(probe.effect, limit):
             if probe.family not in named:
                 named.append(probe.family)
@@ -101,23 +145,39 @@ def decide(acc_original: Estimate, acc_face_only: Estimate | None, acc_backgroun
                        f"{thresholds.background_only}")
     if named:
         ordered = tuple(f for f in FAMILIES if f in named)
-        return Verdict("+".join(ordered), ordered, tuple(reasons))
-    if unsure:
-        return Verdict("inconclusive", (), tuple(f"interval straddles: {u}" for u in unsure))
+        return Verdict("+".join(ordered), ordered, tuple(reasons + untestable))
+    if unsure or untestable:
+        return Verdict("inconclusive", (), tuple(
+            [f"interval straddles: {u}" for u in unsure] + untestable))
     if acc_face_only is not None:
         drop = acc_original.value - acc_face_only.value
         if not clears(acc_face_only, thresholds.chance_ci_low) or drop > thresholds.face_only_drop:
             return Verdict("inconclusive", (), (
                 f"face-only accuracy {acc_face_only.value:.2f} [{acc_face_only.low:.2f}, "
                 f"{acc_face_only.high:.2f}] does not hold (drop {drop:+.2f}, limit "
-                f"{thresholds.face_only_drop}): the model needs something outside the person "
+                f"{thresholds.face_only_drop}): the model needs something outside the face "
                 "that no tested family names",))
-    if _finite(face_mass_lift) and face_mass_lift <= thresholds.face_mass_lift:
+    lifts = _lifts(face_mass_lift)
+    low = {k: v for k, v in lifts.items() if not (math.isfinite(v) and v > thresholds.face_mass_lift)}
+    if low:
+        return Verdict("inconclusive", (), tuple(
+            f"Grad-CAM puts no more heat on the face than a uniform map in {k} (lift {v:.2f} <= "
+            f"{thresholds.face_mass_lift})" for k, v in low.items()))
+    if not face_evidence:
         return Verdict("inconclusive", (), (
-            f"Grad-CAM puts no more heat on the face than a uniform map (lift "
-            f"{face_mass_lift:.2f} <= {thresholds.face_mass_lift})",))
-    return Verdict("face", (), ("no tested family changes the predictions; face-only accuracy "
-                                "holds",))
+            "no face evidence: the facial-feature removal test was not run (no feature sets)",))
+    weak = [f"{name}: features removed {_interval(e.features)}, control {_interval(e.control)} "
+            f"vs {thresholds.face_features_drop:.2f}"
+            for name, e in face_evidence.items() if not e.holds(thresholds)]
+    if weak:
+        return Verdict("inconclusive", (), tuple(f"face evidence weak in {w}" for w in weak))
+    tested = ", ".join(sorted({p.family for p in probes if p.controlled}))
+    held = "; ".join(f"{name}: features removed {_interval(e.features)}, control "
+                     f"{_interval(e.control)}" for name, e in face_evidence.items())
+    return Verdict("face", (), (f"no tested family ({tested}) changes the predictions; face-only "
+                                f"accuracy holds; the decision collapses without the eyes, nose "
+                                f"and mouth in every class and not without the same area "
+                                f"elsewhere ({held})",))
 
 
 # Fewest test identities per class the verdict is read from. The interval's simulated coverage is

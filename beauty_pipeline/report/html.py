@@ -27,10 +27,16 @@ FIGURE_KINDS = ("class_average", "overlays", "accuracy_curves")
 
 SUMMARY_METRICS = (  # (metric, column title): each shown with its 95% interval when known
     ("acc_original", "test acc"), ("acc_face_only", "face-only"),
+    ("acc_person_only", "person-only"),
     ("acc_background_only", "background-only"), ("acc_mixed_same", "mixed-same"),
     ("acc_mixed_other", "mixed-other"), ("bg_gap", "BG-gap"), ("composite_cost", "composite cost"),
+    ("face_features_drop", "features removed: drop"),
+    ("face_features_control_drop", "same area elsewhere: drop"),
     ("family_quality_drop", "quality"), ("family_geometry_drop", "geometry"),
-    ("family_colour_drop", "colour"), ("face_mass", "FaceMass"), ("face_mass_lift", "lift"),
+    ("family_colour_drop", "colour"), ("family_compression_drop", "compression"),
+    ("family_position_drop", "position"), ("family_border_drop", "border"),
+    ("family_noise_drop", "noise"), ("face_mass", "FaceMass"),
+    ("face_mass_lift_celebrity", "lift celebrity"), ("face_mass_lift_ordinary", "lift ordinary"),
     ("acc_matched_strata", "test acc, matched strata"),  # data.demographics.strata_accuracy
 )
 
@@ -252,13 +258,21 @@ def _rule() -> str:
         "<p>Verdict rule (one function, <code>explain.verdict.decide</code>; every number with its "
         "95% bootstrap interval over identities): <b>chance</b> when the test accuracy's interval "
         f"does not clear {t.chance_ci_low}; otherwise every family whose controlled effect "
-        f"(BG-gap = mixed-same − mixed-other; profile swaps = own profile − other class's profile) "
-        f"has its whole interval above {t.controlled_effect} is named, and so is the background "
+        f"(BG-gap = mixed-same − mixed-other; profile swaps of quality, geometry, colour, "
+        f"compression, position, border and noise = own profile − other class's profile) "
+        f"has its whole interval above {t.controlled_effect} and a control costing at most "
+        f"{t.control_cost} is named, and so is the background "
         f"when background-only accuracy's interval lies above {t.background_only}; "
-        "<b>inconclusive</b> when an effect's interval straddles its threshold, when face-only "
-        f"accuracy does not clear {t.chance_ci_low} or drops more than {t.face_only_drop}, or "
-        f"when FaceMass lift is at most {t.face_mass_lift}; <b>face</b> otherwise. "
-        "<b>face</b> means no tested shortcut family was found, not that nothing else is used. "
+        "<b>inconclusive</b> when an effect's interval straddles its threshold, when a family's "
+        f"control costs more than {t.control_cost} (untestable), when face-only "
+        f"accuracy does not clear {t.chance_ci_low} or drops more than {t.face_only_drop}, "
+        f"when the FaceMass lift of either class is at most {t.face_mass_lift}, or when the face "
+        "evidence is missing or weak in either class; <b>face</b> only when, in each class, "
+        "removing the eyes, nose and mouth costs more than "
+        f"{t.face_features_drop} (whole interval) and removing the same area of the person "
+        f"elsewhere costs less (whole interval). "
+        "<b>face</b> means the facial features decide and no tested shortcut family was found, "
+        "not that nothing else is used. "
         "Matched transforms (resample, JPEG, blur, zoom, shift, greyscale) have no class control "
         "and are reported in the audit's metadata, not used by the verdict. "
         f"With several training seeds the rule runs per seed (<code>explain.seeds</code>): "
@@ -361,8 +375,10 @@ def _md_cell(text: str) -> str:
 def summary_markdown(partitions: Sequence[Mapping | PartitionReport],
                      dataset: Mapping | None = None) -> str:
     """The summary table as Markdown, for the report asset's materialization metadata."""
-    names = ("acc_original", "acc_face_only", "bg_gap", "family_quality_drop",
-             "family_geometry_drop", "family_colour_drop", "face_mass")
+    names = ("acc_original", "acc_face_only", "face_features_drop", "face_features_control_drop",
+             "bg_gap", "family_quality_drop", "family_geometry_drop", "family_colour_drop",
+             "family_compression_drop", "family_position_drop", "family_border_drop",
+             "family_noise_drop", "face_mass")
     lines = ["| model | background | verdict | " + " | ".join(names) + " |",
              "|---|---|---|" + "---|" * len(names)]
     for p in _parts(partitions):
