@@ -147,6 +147,11 @@ def test_feature_removal_touches_only_the_features_and_the_control_the_same_area
         assert built.feature_area[i] == built.control_area[i] == features.sum() == control.sum()
         assert not (control & (face_region(sample) >= 0.5)).any()  # never on the face
         assert (sample.mask[control] == 255).all()  # always on the person
+        swapped, swap_control = (built.sets[n][i] for n in ("face_features_swapped",
+                                                            "face_features_swap_control"))
+        np.testing.assert_array_equal(swapped[~features], sample.image[~features])
+        np.testing.assert_array_equal(swap_control[~control], sample.image[~control])
+        assert samples[built.other_partner[i]].label != sample.label  # from the other class
 
 
 def test_a_photo_frame_stays_with_the_photo_not_with_the_plate():

@@ -12,7 +12,9 @@ FACE_HOLDS = Estimate(0.88, 0.82, 0.93)
 NO_BACKGROUND = Estimate(0.5, 0.45, 0.55)
 LIFTS = {"celebrity": 1.6, "ordinary": 1.4}
 COLLAPSE = FaceEvidence(Estimate(0.4, 0.3, 0.5), Estimate(0.01, -0.04, 0.06))
-EVIDENCE = {"celebrity": COLLAPSE, "ordinary": COLLAPSE}
+EVIDENCE = {"all classes, features removed": COLLAPSE,
+            "celebrity, features from the other class": COLLAPSE,
+            "ordinary, features from the other class": COLLAPSE}
 CHEAP = Estimate(0.02, -0.02, 0.06)
 
 
@@ -55,12 +57,13 @@ def test_no_face_without_face_evidence():
 
 def test_weak_face_evidence_in_one_class_is_inconclusive():
     weak = FaceEvidence(Estimate(0.12, 0.02, 0.22), Estimate(0.0, -0.05, 0.05))
-    result = face(evidence={"celebrity": COLLAPSE, "ordinary": weak})
+    result = face(evidence={**EVIDENCE, "ordinary, features from the other class": weak})
     assert result.label == "inconclusive"
     assert result.reasons == (result.reasons[0],) and "ordinary" in result.reasons[0]
     # the control collapsing as much as the features: the person, not the face, decides
     both = FaceEvidence(Estimate(0.4, 0.3, 0.5), Estimate(0.35, 0.25, 0.45))
-    assert face(evidence={"celebrity": both, "ordinary": COLLAPSE}).label == "inconclusive"
+    assert face(evidence={**EVIDENCE, "all classes, features removed": both}).label == \
+        "inconclusive"
 
 
 def test_every_flagged_family_is_named_in_a_fixed_order():
@@ -109,6 +112,7 @@ def test_face_only_that_does_not_hold_is_inconclusive():
 def test_per_class_lift_cannot_hide_behind_the_other_class():
     result = face(lifts={"celebrity": 1.95, "ordinary": 0.45})
     assert result.label == "inconclusive"
-    assert result.reasons == ("Grad-CAM puts no more heat on the face than a uniform map in "
-                              "ordinary (lift 0.45 <= 1.0)",)
+    assert result.reasons == ("Grad-CAM puts too little heat on the face in ordinary (lift 0.45 "
+                              "<= 0.8; a uniform map scores 1)",)
+    assert face(lifts={"celebrity": 0.95, "ordinary": 1.37}).label == "face"  # the zoo's face model
     assert face(lifts=0.9).label == "inconclusive"  # a single pooled lift is still judged

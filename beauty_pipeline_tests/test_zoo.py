@@ -1,5 +1,6 @@
 """The shortcut zoo inside the suite: the background world must be called `background` and
-nothing else, the clean negative control `face`, and FaceMass must rank the two correctly."""
+nothing else, the clean negative control `face` on positive face evidence in each class, and
+FaceMass must rank the two correctly."""
 
 from __future__ import annotations
 
@@ -8,7 +9,9 @@ import json
 import pytest
 
 from beauty_pipeline.cli import main
-from beauty_pipeline.demo.zoo import planted_correctly
+from beauty_pipeline.data.families import PROFILE_FAMILIES
+from beauty_pipeline.demo.zoo import WORLDS, planted_correctly
+from beauty_pipeline.explain.verdict import THRESHOLDS
 
 
 @pytest.fixture(scope="module")
@@ -38,10 +41,25 @@ def test_effects_have_intervals_that_clear_or_miss_the_threshold(zoo):
     assert background["bg_gap_ci_low"] > 0.5  # the planted cue reverses when plates swap
     assert background["acc_mixed_same"] - background["acc_original"] < 0.1  # the control holds
     assert clean["bg_gap_ci_high"] < 0.1
-    for family in ("quality", "geometry", "colour"):
-        assert clean[f"family_{family}_drop_ci_high"] < 0.1
-        assert background[f"family_{family}_drop_ci_high"] < 0.1  # nothing else is named
+    for family in PROFILE_FAMILIES:
+        assert clean[f"family_{family}_drop_ci_high"] < 0.1, family
+        assert background[f"family_{family}_drop_ci_high"] < 0.1, family  # nothing else named
+        assert clean[f"family_{family}_control_cost"] <= THRESHOLDS.control_cost, family
     assert clean["acc_face_only_ci_low"] > 0.8
+
+
+@pytest.mark.slow
+def test_the_clean_world_is_face_on_positive_evidence_in_each_class(zoo):
+    _, worlds = zoo
+    clean, background = worlds["none"]["intervals"], worlds["background"]["intervals"]
+    limit = THRESHOLDS.face_features_drop
+    assert clean["face_features_drop_ci_low"] > limit  # no eyes, nose, mouth: the decision goes
+    assert clean["face_features_control_drop_ci_high"] < limit  # the same area elsewhere: stays
+    for name in ("celebrity", "ordinary"):
+        assert clean[f"face_features_swap_drop_{name}_ci_low"] > limit, name
+        assert clean[f"face_features_swap_control_drop_{name}_ci_high"] < limit, name
+    # the background model keeps its decision without the facial features
+    assert background["face_features_drop"] < clean["face_features_drop"]
 
 
 @pytest.mark.slow
@@ -50,6 +68,14 @@ def test_face_mass_ranks_the_face_model_above_the_background_model(zoo):
     face, background = worlds["none"]["face_mass"], worlds["background"]["face_mass"]
     assert face["face_mass_ci_low"] > background["face_mass_ci_high"]
     assert face["face_mass_lift"] > 1.0 >= background["face_mass_lift"] - 0.1
+    for name in ("celebrity", "ordinary"):
+        assert face[f"face_mass_lift_{name}"] > THRESHOLDS.face_mass_lift, name
+
+
+def test_every_family_has_a_world():
+    from beauty_pipeline.data.families import FAMILIES
+
+    assert {w["planted"] for w in WORLDS.values()} == {*FAMILIES, "none"}
 
 
 def test_planted_correctly_rule():

@@ -9,6 +9,11 @@ Every set keeps the person's label and is built identically for both classes:
   (positive evidence for the face: a face model's decision must collapse).
 - face_features_control: the same area of the same person removed elsewhere (hair, neck, clothes,
   forehead: inside the person, outside the face) and filled the same way (the control).
+- face_features_swapped: eyes, nose and mouth taken from the mixed-other partner (an identity of
+  the other class, its face box aligned onto this one); face_features_swap_control: the same
+  pixels of the control area taken from that partner. Removal leaves a face with no features,
+  which a face model reads as one class (the "featureless" class keeps its accuracy), so only the
+  swap can show, in *each* class, that the features decide.
 - background_only: the image's background plate (person removed and inpainted).
 - mixed_same: the person on the background plate of another identity of the *same* class
   (the control: compositing damage without a class change).
@@ -34,7 +39,8 @@ from beauty_pipeline.data.backgrounds import as_alpha, composite
 from beauty_pipeline.data.families import frame_colour, frame_width, to_border
 
 COUNTERFACTUALS = ("face_only", "person_only", "background_only", "mixed_same", "mixed_other",
-                   "face_features_removed", "face_features_control")
+                   "face_features_removed", "face_features_control", "face_features_swapped",
+                   "face_features_swap_control")
 # Where the eyes, nose and mouth sit inside a face box (x0, y0, x1, y1), as ellipses
 # (centre x, centre y, radius x, radius y) in fractions of the box: the rows carry no landmarks
 # (the face stage keeps the box only), so the aligned-face positions are used; they cover the
@@ -152,11 +158,33 @@ def framed_like(plate: np.ndarray, sample: TestSample) -> np.ndarray:
     return to_border(plate, width / sample.image.shape[0], frame_colour(sample.image, width))
 
 
-def feature_sets(sample: TestSample) -> tuple[np.ndarray, np.ndarray, int, int]:
-    """(features removed, control removed, feature area, control area) for one sample."""
+def aligned(partner: TestSample, sample: TestSample) -> np.ndarray:
+    """The partner's image scaled and moved so its face box lies on the sample's."""
+    px0, py0, px1, py1 = sample_box(partner)
+    sx0, sy0, sx1, sy1 = sample_box(sample)
+    kx, ky = (sx1 - sx0) / max(px1 - px0, 1e-6), (sy1 - sy0) / max(py1 - py0, 1e-6)
+    matrix = np.float32([[kx, 0, sx0 - kx * px0], [0, ky, sy0 - ky * py0]])
+    height, width = sample.image.shape[:2]
+    return cv2.warpAffine(np.ascontiguousarray(partner.image), matrix, (width, height),
+                          flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101)
+
+
+def pasted(image: np.ndarray, source: np.ndarray, regions: list[np.ndarray]) -> np.ndarray:
+    """The image with the regions' pixels taken from the (aligned) source."""
+    out = np.array(image, copy=True)
+    where = np.any(regions, axis=0) if regions else np.zeros(image.shape[:2], bool)
+    out[where] = source[where]
+    return out
+
+
+def feature_sets(sample: TestSample, partner: TestSample) -> tuple:
+    """(features removed, control removed, features swapped from the other-class partner, control
+    swapped, feature area, control area) for one sample."""
     blobs = feature_blobs(sample)
     control = control_blobs(sample, blobs)
+    source = aligned(partner, sample)
     return (remove_regions(sample.image, blobs), remove_regions(sample.image, control),
+            pasted(sample.image, source, blobs), pasted(sample.image, source, control),
             int(sum(b.sum() for b in blobs)), int(sum(c.sum() for c in control)))
 
 
@@ -216,7 +244,7 @@ def build_counterfactuals(samples: Sequence[TestSample], neutral: np.ndarray,
     def on_plate(s: TestSample, mask: np.ndarray) -> np.ndarray:
         return composite(s.image, mask, np.broadcast_to(plate, s.image.shape).copy())
 
-    features = [feature_sets(s) for s in samples]
+    features = [feature_sets(s, samples[j]) for s, j in zip(samples, other, strict=True)]
     sets = {
         "face_only": [on_plate(s, as_alpha(s.mask)[..., 0] * face_region(s)) for s in samples],
         "person_only": [on_plate(s, s.mask) for s in samples],
@@ -227,7 +255,9 @@ def build_counterfactuals(samples: Sequence[TestSample], neutral: np.ndarray,
                         for s, j in zip(samples, other, strict=True)],
         "face_features_removed": [f[0] for f in features],
         "face_features_control": [f[1] for f in features],
+        "face_features_swapped": [f[2] for f in features],
+        "face_features_swap_control": [f[3] for f in features],
     }
     return CounterfactualSets(sets, labels, same, other, plate,
-                              np.asarray([f[2] for f in features]),
-                              np.asarray([f[3] for f in features]))
+                              np.asarray([f[4] for f in features]),
+                              np.asarray([f[5] for f in features]))

@@ -110,8 +110,10 @@ def apply(images: Batch, transform: Callable[[np.ndarray], np.ndarray]) -> Batch
 
 
 def sharpness(image: np.ndarray) -> float:
-    """Mean squared Laplacian of the grey image: fine detail, what resampling and blur remove."""
-    grey = cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGB2GRAY).astype(np.float32)
+    """Mean squared Laplacian of the grey image after a 3x3 median: fine detail, what resampling
+    and blur remove; the median takes pixel noise out first, so noise is the noise family's."""
+    grey = cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGB2GRAY)
+    grey = cv2.medianBlur(grey, 3).astype(np.float32)
     return float(np.mean(cv2.Laplacian(grey, cv2.CV_32F) ** 2))
 
 
@@ -180,11 +182,12 @@ JPEG_QUALITIES = (95, 85, 75, 65, 55, 45, 35, 25, 18, 12, 8)
 
 
 def noise_sigma(image: np.ndarray) -> float:
-    """Noise standard deviation by Immerkaer's Laplacian-difference estimator (grey levels)."""
+    """Noise standard deviation (grey levels) from Immerkaer's Laplacian-difference operator, with
+    the median absolute response (robust: edges and texture are sparse, noise is everywhere)."""
     grey = cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGB2GRAY).astype(np.float32)
     kernel = np.float32([[1, -2, 1], [-2, 4, -2], [1, -2, 1]])
     response = cv2.filter2D(grey, -1, kernel)[1:-1, 1:-1]
-    return float(np.sqrt(np.pi / 2) * np.abs(response).mean() / 6)
+    return float(1.4826 * np.median(np.abs(response)) / 6)
 
 
 def frame_width(image: np.ndarray, tolerance: float = 3.0) -> int:
@@ -248,10 +251,18 @@ def unsharp(image: np.ndarray, amount: float) -> np.ndarray:
 SHARPEN_AMOUNTS = (0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0, 8.0)
 
 
-def to_sharpness(image: np.ndarray, target: float) -> np.ndarray:
-    """Move the image's sharpness to `target`: resample down and up just enough when it is
-    sharper, unsharp-mask just enough when it is softer (the same search both ways)."""
+SHARPNESS_BAND = 2.0  # within a factor of 2 of the target an image is left as is
+
+
+def to_sharpness(image: np.ndarray, target: float, band: float = SHARPNESS_BAND) -> np.ndarray:
+    """Move the image's sharpness into [target / band, target * band]: resample down and up just
+    enough when it is sharper, unsharp-mask just enough when it is softer (the same search both
+    ways). Images already in the band are untouched: one class's own spread of sharpness (studio
+    vs cluttered scenes) is not moved, so the own-class control costs little."""
     current = sharpness(image)
+    if target / band <= current <= target * band:
+        return image
+    target = target * band if current > target else target / band
     if current > target:
         for factor in SHARPNESS_FACTORS[1:]:
             resampled = down_up(image, factor)
@@ -327,10 +338,16 @@ NOISE_SIGMAS = (0.6, 0.9, 1.2, 1.6, 2.0, 2.5)
 GREY_GAIN = float(np.sqrt(0.299 ** 2 + 0.587 ** 2 + 0.114 ** 2))  # grey sigma per channel sigma
 
 
-def to_noise(image: np.ndarray, target: float, seed: int) -> np.ndarray:
-    """Move the noise level to `target`: add Gaussian noise of sqrt(target^2 - current^2) when the
-    image is cleaner, blur just enough when it is noisier (seeded per image, so reruns agree)."""
+NOISE_BAND = 2.0  # grey levels: a noise level this close to the target is left as is
+
+
+def to_noise(image: np.ndarray, target: float, seed: int, band: float = NOISE_BAND) -> np.ndarray:
+    """Move the noise level to `target` unless it is within `band` of it already: add Gaussian
+    noise when the image is cleaner, blur just enough when it is noisier (seeded per image, so
+    reruns agree, and own and other moves draw the same noise)."""
     current = noise_sigma(image)
+    if abs(current - target) <= band:
+        return image
     if current < target:
         rng = np.random.default_rng(seed)
         extra = rng.normal(0.0, np.sqrt(target ** 2 - current ** 2) / GREY_GAIN, image.shape)

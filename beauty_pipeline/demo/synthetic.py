@@ -9,7 +9,7 @@ The planted family (DemoSpec.planted) follows the class with probability `shortc
 - position: face where it is drawn (celebrity) vs the whole picture moved right and down
   (ordinary);
 - border: no frame (celebrity) vs the picture shrunk into a flat dark frame (ordinary);
-- noise: clean (celebrity) vs Gaussian sensor noise (ordinary);
+- noise: clean (celebrity) vs Gaussian sensor noise, sigma 16 (ordinary);
 - none: the negative control, no shortcut at all.
 Every other family is drawn independently of the class (backgrounds 50/50 studio or cluttered).
 """
@@ -39,7 +39,7 @@ COLOUR_CAST = 22  # colour world: red up / blue down (warm) or the reverse (cool
 LOW_JPEG_QUALITY = 30  # compression world: ordinary-style photos, 4:2:0 chroma
 PLACEMENT_SHIFT = (0.12, 0.06)  # position world: ordinary-style content moved (x, y), of the side
 FRAME_WIDTH, FRAME_COLOUR = 0.08, (24, 24, 24)  # border world: ordinary-style flat frame
-NOISE_LEVEL = 10.0  # noise world: ordinary-style Gaussian noise sigma (grey levels)
+NOISE_LEVEL = 16.0  # noise world: ordinary-style Gaussian noise sigma (grey levels)
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,7 @@
-"""The shortcut zoo: one synthetic world per planted family plus a clean negative control; a small
-model is trained and audited in each, and the audit must name exactly what was planted."""
+"""The shortcut zoo: one synthetic world per planted family (background, quality, geometry, colour,
+compression, position, border, noise) plus a clean negative control; a small model is trained
+and audited in each, and the audit must name exactly what was planted (`face` for the control).
+It is the development set: thresholds are chosen here, never on held-out worlds."""
 
 from __future__ import annotations
 
@@ -119,15 +121,19 @@ def planted_correctly(planted: str, named: Sequence[str], verdict: str) -> bool:
 
 def detection_matrix(results: Sequence[dict]) -> str:
     """Planted (rows) x named (columns), one mark per world, verdict and accuracy beside."""
-    header = f"{'planted':<11}" + "".join(f"{f:>12}" for f in FAMILIES) + \
-        f"  {'verdict':<22}{'test acc [95% CI]':<22}ok"
+    header = f"{'planted':<12}" + "".join(f"{f:>12}" for f in FAMILIES) + \
+        f"  {'verdict':<22}{'test acc [95% CI]':<22}{'no features / swap c,o':<24}ok"
     lines = [header, "-" * len(header)]
     for r in results:
         marks = "".join(f"{('named' if f in r['named'] else '.'):>12}" for f in FAMILIES)
         acc = r["intervals"]
-        lines.append(f"{r['planted']:<11}{marks}  {r['verdict']:<22}"
+        face = " / ".join(", ".join(f"{acc[k]:+.2f}" if k in acc else "-" for k in keys) for keys in (
+            ("face_features_drop",), ("face_features_swap_drop_celebrity",
+                                      "face_features_swap_drop_ordinary")))
+        lines.append(f"{r['planted']:<12}{marks}  {r['verdict']:<22}"
                      f"{acc['acc_original']:.3f} [{acc['acc_original_ci_low']:.2f}, "
-                     f"{acc['acc_original_ci_high']:.2f}]  {'yes' if r['correct'] else 'NO'}")
+                     f"{acc['acc_original_ci_high']:.2f}]  {face:<24}"
+                     f"{'yes' if r['correct'] else 'NO'}")
     return "\n".join(lines)
 
 

@@ -248,26 +248,44 @@ def _in_class(values: np.ndarray, select: np.ndarray) -> np.ndarray:
     return np.where(select, values, np.nan)
 
 
+def _class_drop(boot: IdentityBootstrap, original: np.ndarray, changed: np.ndarray,
+                select: np.ndarray | None) -> Estimate:
+    """acc(original) - acc(changed), over one class's images (all with select None)."""
+    if select is None:
+        return boot.difference(original, changed)
+    return boot.difference(_in_class(original, select), _in_class(changed, select))
+
+
+FACE_TESTS = (  # (removed-or-swapped set, its control set, metric names)
+    ("face_features_removed", "face_features_control", "face_features_drop",
+     "face_features_control_drop"),
+    ("face_features_swapped", "face_features_swap_control", "face_features_swap_drop",
+     "face_features_swap_control_drop"),
+)
+
+
 def face_evidence(correct: dict, labels: np.ndarray, boot: IdentityBootstrap,
                   result: dict) -> dict[str, FaceEvidence] | None:
-    """Accuracy lost when the facial features are removed and when the same area elsewhere on the
-    person is (the control), pooled and per class, into `result`; per-class evidence for the
-    verdict (None when the variant has no feature sets)."""
-    if not {"face_features_removed", "face_features_control"} <= set(correct):
+    """Accuracy lost when the facial features are removed (or taken from another-class identity)
+    and when the same area elsewhere on the person is (the controls), pooled and per class, into
+    `result`. The verdict's evidence: removal pooled (a face model's decision collapses without
+    features) and the swap in each class (removal cannot speak for the class a featureless face
+    is read as). None when the variant has no feature sets."""
+    if not {name for test in FACE_TESTS for name in test[:2]} <= set(correct):
         return None
     original = correct["original"]
     evidence = {}
-    for suffix, select in (("", None), *((f"_{n}", labels == c) for c, n in enumerate(CLASS_NAMES))):
-        base = original if select is None else _in_class(original, select)
-        drops = []
-        for name, metric in (("face_features_removed", "face_features_drop"),
-                             ("face_features_control", "face_features_control_drop")):
-            values = correct[name] if select is None else _in_class(correct[name], select)
-            drop = boot.difference(base, values)
-            result.update(drop.as_metrics(f"{metric}{suffix}"))
-            drops.append(drop)
-        if suffix:
-            evidence[suffix[1:]] = FaceEvidence(*drops)
+    for changed, control, metric, control_metric in FACE_TESTS:
+        for suffix, select in (("", None),
+                               *((f"_{n}", labels == c) for c, n in enumerate(CLASS_NAMES))):
+            pair = FaceEvidence(*(_class_drop(boot, original, correct[name], select)
+                                  for name in (changed, control)))
+            result.update(pair.features.as_metrics(f"{metric}{suffix}"))
+            result.update(pair.control.as_metrics(f"{control_metric}{suffix}"))
+            if changed == "face_features_removed" and not suffix:
+                evidence["all classes, features removed"] = pair
+            elif changed == "face_features_swapped" and suffix:
+                evidence[f"{suffix[1:]}, features from the other class"] = pair
     return evidence
 
 

@@ -12,10 +12,13 @@ Order (DESIGN.md §2):
    control costs more than `control_cost` (that family is untestable for the model), when
    face-only accuracy does not hold, when Grad-CAM puts no more heat on the face than a uniform
    map in either class, or when the face evidence is missing or weak in either class.
-4. `face` only with positive evidence in each class: removing the eyes, nose and mouth costs
-   accuracy (interval above `face_features_drop`) and removing the same area of the person
-   elsewhere does not (interval below it). It means "the facial features carry the decision and
-   no tested shortcut was found", not proof that nothing else is used.
+4. `face` only with positive evidence: removing the eyes, nose and mouth costs accuracy
+   (interval above `face_features_drop`) and removing the same area of the person elsewhere does
+   not (interval below it); and in *each* class, taking the eyes, nose and mouth from an identity
+   of the other class costs accuracy while taking the same area elsewhere does not (removal alone
+   cannot speak per class: a featureless face is read as one class, which keeps its accuracy).
+   It means "the facial features carry the decision and no tested shortcut was found", not proof
+   that nothing else is used.
 """
 
 from __future__ import annotations
@@ -38,7 +41,11 @@ class Thresholds:
     controlled_effect: float = 0.10  # probe vs its control (BG-gap, profile swaps)
     background_only: float = 0.65  # background alone predicting the class this well
     face_only_drop: float = 0.15  # face-only may lose at most this much and still "hold"
-    face_mass_lift: float = 1.0  # Grad-CAM heat on the face vs a uniform map's share, per class
+    face_mass_lift: float = 1.0  # Grad-CAM heat on the face vs a uniform map's share (pooled)
+    # the same, per class: a class's heat clearly off the face (the issue's 0.30, 0.45) stops
+    # `face`; tuned on the zoo, whose clean face model (features decide in both classes by the
+    # swap test) puts 0.95 on the celebrity class and 1.37 on the ordinary one
+    face_mass_lift_class: float = 0.8
     control_cost: float = 0.10  # a family's control may cost at most this (else: untestable)
     face_features_drop: float = 0.15  # features removed must cost more; the control less
 
@@ -64,8 +71,8 @@ class ProbeEffect:
 
 @dataclass(frozen=True)
 class FaceEvidence:
-    """One class's accuracy lost when its facial features are removed, and when the same area of
-    the person is removed elsewhere (the control)."""
+    """Accuracy lost when the facial features are removed or swapped (pooled, or one class's), and
+    when the same area of the person elsewhere is (the control)."""
 
     features: Estimate
     control: Estimate
@@ -158,11 +165,13 @@ def decide(acc_original: Estimate, acc_face_only: Estimate | None, acc_backgroun
                 f"{thresholds.face_only_drop}): the model needs something outside the face "
                 "that no tested family names",))
     lifts = _lifts(face_mass_lift)
-    low = {k: v for k, v in lifts.items() if not (math.isfinite(v) and v > thresholds.face_mass_lift)}
+    limits = {k: thresholds.face_mass_lift if k == "pooled" else thresholds.face_mass_lift_class
+              for k in lifts}
+    low = {k: v for k, v in lifts.items() if not (math.isfinite(v) and v > limits[k])}
     if low:
         return Verdict("inconclusive", (), tuple(
-            f"Grad-CAM puts no more heat on the face than a uniform map in {k} (lift {v:.2f} <= "
-            f"{thresholds.face_mass_lift})" for k, v in low.items()))
+            f"Grad-CAM puts too little heat on the face in {k} (lift {v:.2f} <= {limits[k]}; "
+            f"a uniform map scores 1)" for k, v in low.items()))
     if not face_evidence:
         return Verdict("inconclusive", (), (
             "no face evidence: the facial-feature removal test was not run (no feature sets)",))
@@ -175,9 +184,8 @@ def decide(acc_original: Estimate, acc_face_only: Estimate | None, acc_backgroun
     held = "; ".join(f"{name}: features removed {_interval(e.features)}, control "
                      f"{_interval(e.control)}" for name, e in face_evidence.items())
     return Verdict("face", (), (f"no tested family ({tested}) changes the predictions; face-only "
-                                f"accuracy holds; the decision collapses without the eyes, nose "
-                                f"and mouth in every class and not without the same area "
-                                f"elsewhere ({held})",))
+                                f"accuracy holds; the decision follows the eyes, nose and mouth "
+                                f"and not the same area elsewhere ({held})",))
 
 
 # Fewest test identities per class the verdict is read from. The interval's simulated coverage is

@@ -266,7 +266,7 @@ def _rule() -> str:
         "<b>inconclusive</b> when an effect's interval straddles its threshold, when a family's "
         f"control costs more than {t.control_cost} (untestable), when face-only "
         f"accuracy does not clear {t.chance_ci_low} or drops more than {t.face_only_drop}, "
-        f"when the FaceMass lift of either class is at most {t.face_mass_lift}, or when the face "
+        f"when the FaceMass lift of either class is at most {t.face_mass_lift_class}, or when the face "
         "evidence is missing or weak in either class; <b>face</b> only when, in each class, "
         "removing the eyes, nose and mouth costs more than "
         f"{t.face_features_drop} (whole interval) and removing the same area of the person "
