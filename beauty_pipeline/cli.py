@@ -75,6 +75,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                  "batch_size", "learning_rate", "seed"):
         default = getattr(ZooSettings, name)
         zoo.add_argument(f"--{name.replace('_', '-')}", type=type(default), default=default)
+    zoo.add_argument("--held-out", action="store_true",
+                     help="run the held-out known-answer worlds instead (nothing is tuned on "
+                          "them); heldout.json is written to --home")
+    zoo.add_argument("--held-out-worlds", nargs="+", default=None,
+                     help="with --held-out: which worlds (default: all)")
+    zoo.add_argument("--seeds", type=int, default=3, help="with --held-out: training seeds per world")
     models = sub.add_parser("models", help="registered classifiers with their audit verdict, "
                                            "newest first (read from MLflow)")
     models.add_argument("--home", default=os.environ.get(HOME_ENV, "demo-data"),
@@ -206,6 +212,8 @@ def run_zoo_command(args: argparse.Namespace) -> int:
 
     home = Path(args.home).expanduser().resolve()
     settings = ZooSettings(**{name: getattr(args, name) for name in ZooSettings.__dataclass_fields__})
+    if args.held_out:
+        return run_heldout_command(args, home, settings)
     print(f"beauty-pipeline zoo: {len(args.worlds)} SYNTHETIC worlds, one planted shortcut family "
           f"each (none = negative control), {settings.model} at {settings.image_size} px -> {home}")
     started = time.perf_counter()
@@ -229,6 +237,26 @@ def run_models(args: argparse.Namespace) -> int:
         return 2
     print(list_registered(uri))
     return 0
+
+
+def run_heldout_command(args: argparse.Namespace, home: Path, settings: ZooSettings) -> int:
+    """`zoo --held-out`: the held-out worlds, their matrix, and the acceptance (exit 1 on a wrong
+    `face` or a clean control that is not `face` in most seeds)."""
+    from beauty_pipeline.demo.heldout import HELD_OUT_WORLDS, acceptance, heldout_matrix, run_heldout
+
+    worlds = args.held_out_worlds or list(HELD_OUT_WORLDS)
+    print(f"beauty-pipeline zoo --held-out: {len(worlds)} SYNTHETIC held-out worlds x {args.seeds} "
+          f"seeds, {settings.model} at {settings.image_size} px -> {home}")
+    started = time.perf_counter()
+    results = run_heldout(home, worlds, settings, args.seeds,
+                          log=lambda line: print(f"  {line}", flush=True))
+    print()
+    print(heldout_matrix(results))
+    verdict = acceptance(results)
+    print(f"\nwrong face in: {', '.join(verdict['wrong_face_worlds']) or 'no world'}; clean control "
+          f"face in {verdict['clean_face_seeds']} seeds; "
+          f"{(time.perf_counter() - started) / 60:.1f} min; details in {home / 'heldout.json'}")
+    return 0 if verdict["passed"] else 1
 
 
 def main(argv: list[str] | None = None) -> int:

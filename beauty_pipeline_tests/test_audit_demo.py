@@ -88,6 +88,7 @@ def test_fixed_metric_names_intervals_and_verdict_tag_reach_mlflow(audited):
         assert 0 < metrics["matched_strata_share"] <= 1
         assert {"acc_gender_male", "acc_gender_female"} & set(metrics)
         assert run.data.tags["verdict"] == parts["shortcut_audit"]["verdict"]
+        assert run.data.tags["verdict_per_seed"] == parts["shortcut_audit"]["verdict_per_seed"]
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "gradcam")}
     assert {"gradcam/resnet18__random__class_average.png",
             "gradcam/resnet18__random__overlays.png"} <= artifacts

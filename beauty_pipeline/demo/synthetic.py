@@ -56,8 +56,9 @@ class DemoSpec:
     planted: str = "background"  # which shortcut family follows the class (PLANTED)
 
     def __post_init__(self):
-        if self.planted not in PLANTED:
-            raise ValueError(f"planted={self.planted!r}; expected one of {PLANTED}")
+        if self.planted not in PLANTED and self.planted not in HELD_OUT_CUES:
+            raise ValueError(f"planted={self.planted!r}; expected one of {PLANTED} "
+                             f"or a held-out cue {tuple(HELD_OUT_CUES)}")
 
 
 @dataclass(frozen=True)
@@ -264,6 +265,8 @@ def draw_photo(rng: np.random.Generator, who: Identity, looks: int, spec: DemoSp
     glamour = follows_class(rng, looks, spec.face_signal)
     studio = cue if spec.planted == "background" else bool(rng.random() < 0.5)
     face = render_face(rng, who, glamour, studio, spec.image_size)
+    if spec.planted in HELD_OUT_CUES:  # demo/heldout.py's worlds
+        return HELD_OUT_CUES[spec.planted](face, cue, rng)
     return plant(face, spec.planted, cue)
 
 
@@ -288,3 +291,123 @@ def demo_ordinary_faces(spec: DemoSpec) -> list[tuple[Identity, DemoFace]]:
         who = random_identity(rng)
         out.append((who, draw_photo(rng, who, 0, spec)))
     return out
+
+
+# Held-out cues (demo/heldout.py): known answers that no detector or threshold was tuned on, each
+# outside the development zoo's worlds. Each takes the rendered photo, whether it gets the
+# celebrity-style look, and the photo's generator; only celebrity-style photos change.
+def _heldout_moved(array: np.ndarray, dx: float, dy: float, border: int) -> np.ndarray:
+    """The array translated by (dx, dy) pixels, edges filled by `border` (an OpenCV mode)."""
+    side = array.shape[0]
+    matrix = np.float32([[1, 0, dx], [0, 1, dy]])
+    return cv2.warpAffine(array, matrix, (side, side), flags=cv2.INTER_LINEAR, borderMode=border)
+
+
+def _heldout_image(face: DemoFace, image: np.ndarray) -> DemoFace:
+    return DemoFace(np.clip(np.rint(image), 0, 255).astype(np.uint8), face.face_mask,
+                    face.person_mask, face.face_box, face.studio)
+
+
+def vignette_cue(face: DemoFace, celebrity_style: bool, rng: np.random.Generator) -> DemoFace:
+    """Spread over the whole photo: corners darkened (to 55% at the corner, radially)."""
+    if not celebrity_style:
+        return face
+    side = face.image.shape[0]
+    y, x = np.mgrid[0:side, 0:side] / (side - 1) * 2 - 1
+    gain = 1 - 0.45 * (x ** 2 + y ** 2) / 2
+    return _heldout_image(face, face.image * gain[..., None])
+
+
+def grain_cue(face: DemoFace, celebrity_style: bool, rng: np.random.Generator) -> DemoFace:
+    """Spread over the whole photo: monochrome film grain (sigma 6, the same in every channel)."""
+    if not celebrity_style:
+        return face
+    grain = rng.normal(0, 6.0, face.image.shape[:2])[..., None]
+    return _heldout_image(face, face.image.astype(np.float64) + grain)
+
+
+def _blend_region(face: DemoFace, region: np.ndarray, colour: tuple, share: float) -> DemoFace:
+    weight = (region * share)[..., None]
+    return _heldout_image(face, face.image * (1 - weight) + np.asarray(colour, float) * weight)
+
+
+def shirt_cue(face: DemoFace, celebrity_style: bool, rng: np.random.Generator) -> DemoFace:
+    """On the person but not the face: the clothes (person below the chin) pushed to red."""
+    if not celebrity_style:
+        return face
+    side = face.image.shape[0]
+    below = (np.arange(side)[:, None] > face.face_box[3] + 0.06 * side) * np.ones((1, side))
+    region = (face.person_mask / 255.0) * (1 - face.face_mask / 255.0) * below
+    return _blend_region(face, region, (205, 25, 35), 0.7)
+
+
+def hair_cue(face: DemoFace, celebrity_style: bool, rng: np.random.Generator) -> DemoFace:
+    """On the person but not the face: the hair (person above the face's centre) bleached."""
+    if not celebrity_style:
+        return face
+    side = face.image.shape[0]
+    centre = (face.face_box[1] + face.face_box[3]) / 2
+    above = (np.arange(side)[:, None] < centre) * np.ones((1, side))
+    region = (face.person_mask / 255.0) * (1 - face.face_mask / 255.0) * above
+    return _blend_region(face, region, (240, 228, 190), 0.75)
+
+
+def logo_cue(face: DemoFace, celebrity_style: bool, rng: np.random.Generator) -> DemoFace:
+    """A watermark in the lower right corner: a translucent white plate with a dark bar."""
+    if not celebrity_style:
+        return face
+    side = face.image.shape[0]
+    image = face.image.astype(np.float64)
+    x0, x1 = int(side * 0.70), int(side * 0.95)
+    y0, y1 = int(side * 0.84), int(side * 0.95)
+    image[y0:y1, x0:x1] = 0.4 * image[y0:y1, x0:x1] + 0.6 * 255
+    mid = (y0 + y1) // 2
+    image[mid:mid + max(1, side // 48), x0 + 2:x1 - 2] = 40
+    return _heldout_image(face, image)
+
+
+def frame_cue(face: DemoFace, celebrity_style: bool, rng: np.random.Generator) -> DemoFace:
+    """A light frame painted over the photo's edge (nothing shrunk), 5% of the side wide."""
+    if not celebrity_style:
+        return face
+    side = face.image.shape[0]
+    width = max(1, int(round(0.05 * side)))
+    image = face.image.copy()
+    image[:width], image[-width:], image[:, :width], image[:, -width:] = 235, 235, 235, 235
+    return DemoFace(image, face.face_mask, face.person_mask, face.face_box, face.studio)
+
+
+def placement_cue(face: DemoFace, celebrity_style: bool, rng: np.random.Generator) -> DemoFace:
+    """Where the face sits: the picture moved up and left by (10%, 8%) of the side."""
+    if not celebrity_style:
+        return face
+    side = face.image.shape[0]
+    dx, dy = -0.10 * side, -0.08 * side
+    x0, y0, x1, y1 = face.face_box
+    return DemoFace(_heldout_moved(face.image, dx, dy, cv2.BORDER_REFLECT),
+                    _heldout_moved(face.face_mask, dx, dy, cv2.BORDER_CONSTANT),
+                    _heldout_moved(face.person_mask, dx, dy, cv2.BORDER_REFLECT),
+                    (x0 + dx, y0 + dy, x1 + dx, y1 + dy), face.studio)
+
+
+def _heldout_jpeg(image: np.ndarray, quality: int, subsampled: bool) -> np.ndarray:
+    sampling = cv2.IMWRITE_JPEG_SAMPLING_FACTOR_420 if subsampled else \
+        cv2.IMWRITE_JPEG_SAMPLING_FACTOR_444
+    ok, data = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, quality,
+                                            cv2.IMWRITE_JPEG_SAMPLING_FACTOR, sampling])
+    if not ok:
+        raise ValueError("JPEG encoding failed")
+    return cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+
+
+def chroma_cue(face: DemoFace, celebrity_style: bool, rng: np.random.Generator) -> DemoFace:
+    """Compression: celebrity-style photos JPEG quality 50 with 4:2:0 chroma, the others quality
+    95 with full chroma (both re-encoded)."""
+    image = _heldout_jpeg(face.image, 50, True) if celebrity_style else \
+        _heldout_jpeg(face.image, 95, False)
+    return DemoFace(image, face.face_mask, face.person_mask, face.face_box, face.studio)
+
+
+HELD_OUT_CUES = {"vignette": vignette_cue, "grain": grain_cue, "shirt": shirt_cue,
+                 "hair": hair_cue, "logo": logo_cue, "frame": frame_cue,
+                 "placement": placement_cue, "chroma": chroma_cue}

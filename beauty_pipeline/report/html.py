@@ -17,7 +17,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from beauty_pipeline.explain.plots import EPOCH_COLUMNS, figure_name, thumbnail_png
-from beauty_pipeline.explain.verdict import THRESHOLDS
+from beauty_pipeline.explain.verdict import MIN_IDENTITIES, THRESHOLDS
 from beauty_pipeline.settings import BACKGROUNDS, MODELS
 from beauty_pipeline.storage import atomic_write_bytes
 
@@ -50,6 +50,7 @@ class PartitionReport:
     epochs: list[dict] = field(default_factory=list)  # rows with EPOCH_COLUMNS keys
     verdict: str | None = None  # decided once, by the audit (explain.verdict.decide)
     verdict_reasons: list[str] = field(default_factory=list)
+    verdict_per_seed: str | None = None  # each training seed's verdict, e.g. "face,face,inconclusive"
     metrics: dict[str, float] = field(default_factory=dict)  # name (+ _ci_low/_ci_high) -> value
     figures: dict[str, str] = field(default_factory=dict)  # kind (FIGURE_KINDS) -> PNG path
     mlflow_run_id: str | None = None
@@ -145,7 +146,9 @@ def _summary_table(parts: Sequence[PartitionReport]) -> str:
         why = "; ".join(p.verdict_reasons)
         cells = [_link(p.model, f"#{p.anchor}"), escape(p.background),
                  f'<span class="verdict {escape(call.split("+")[0], quote=True)}" '
-                 f'title="{escape(why, quote=True)}">{escape(call)}</span>',
+                 f'title="{escape(why, quote=True)}">{escape(call)}</span>'
+                 + (f"<br><small>per seed: {escape(p.verdict_per_seed)}</small>"
+                    if p.verdict_per_seed else ""),
                  *(p.with_interval(name) for name, _ in SUMMARY_METRICS),
                  escape(p.face_region_source or "–"), _run_link(p)]
         rows.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
@@ -271,7 +274,11 @@ def _rule() -> str:
         "<b>face</b> means the facial features decide and no tested shortcut family was found, "
         "not that nothing else is used. "
         "Matched transforms (resample, JPEG, blur, zoom, shift, greyscale) have no class control "
-        "and are reported in the audit's metadata, not used by the verdict.</p>")
+        "and are reported in the audit's metadata, not used by the verdict. "
+        f"With several training seeds the rule runs per seed (<code>explain.seeds</code>): "
+        "<b>face</b> only when every seed says face, a family named when most seeds name it; "
+        f"fewer than {MIN_IDENTITIES} test identities in a class make it <b>inconclusive</b> "
+        "(too few identities).</p>")
 
 
 QUALITY_CUE_TITLES = {"face_px": "face resolution (px)", "jpeg_quality": "JPEG quality",
