@@ -15,7 +15,7 @@ from beauty_pipeline.resources.io import manifest_stem
 from beauty_pipeline.resources.storage import StudyStorage
 from beauty_pipeline.storage import paths_absolute
 
-CODE_VERSION = "0.1.0"
+CODE_VERSION = "0.2.0"  # 0.2: nine counterfactual sets, eight families, per-seed verdicts
 
 # Steps that use the GPU (training, Grad-CAM, the audit's probes) are in this Dagster concurrency
 # pool; dagster.yaml caps it at one step per device, across runs (CLI passes and UI backfills).
