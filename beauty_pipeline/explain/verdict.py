@@ -32,6 +32,12 @@ class Thresholds:
     background_only: float = 0.65  # background alone predicting the class this well
     face_only_drop: float = 0.15  # face-only may lose at most this much and still "hold"
     face_mass_lift: float = 1.0  # Grad-CAM heat on the face vs a uniform map's share
+    # source transfer (explain/transfer.py): in-source accuracy this high, while accuracy on the
+    # same class from another source falls to chance (interval's low end at or below
+    # transfer_chance, and at least transfer_drop below in-source), names `source`
+    transfer_in_source: float = 0.80
+    transfer_chance: float = 0.60
+    transfer_drop: float = 0.20
 
 
 THRESHOLDS = Thresholds()
