@@ -26,6 +26,11 @@ def results_table(partitions: dict[str, dict]) -> str:
     columns = (("test acc", "acc_original", False), ("face-only", "acc_face_only", False),
                ("BG-gap", "bg_gap", True), ("quality", "family_quality_drop", True),
                ("geometry", "family_geometry_drop", True), ("colour", "family_colour_drop", True))
+    transfer = [(f"transfer {name[:4]}.", f"transfer_acc_{name}", False)
+                for name in ("celebrity", "ordinary")
+                if any(f"transfer_acc_{name}" in (o.get("shortcut_audit") or {})
+                       for o in partitions.values())]  # only when a transfer set was given
+    columns = (*columns, *transfer)
     header = f"{'model/background':<28} {'val':>5} " + \
         " ".join(f"{title:>20}" for title, _, _ in columns) + f" {'lift':>5}  verdict"
     lines = [header, "-" * len(header)]
@@ -37,7 +42,8 @@ def results_table(partitions: dict[str, dict]) -> str:
         lift = (outputs.get("gradcam") or {}).get("face_mass_lift")
         lines.append(f"{name:<28} {last['val_accuracy']:>5.2f} " +
                      " ".join(f"{_interval(audit, key, signed):>20}" for _, key, signed in columns)
-                     + f" {'' if lift is None else f'{lift:.2f}':>5}  {audit.get('verdict', '')}")
+                     + f" {'' if lift is None else f'{lift:.2f}':>5}  "
+                     f"{audit.get('verdict_label') or audit.get('verdict', '')}")
     return "\n".join(lines)
 
 

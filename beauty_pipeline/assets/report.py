@@ -20,6 +20,7 @@ def partition_report(classifier: dict, cam: dict | None, audit: dict | None, mlf
         "mlflow_run_url": f"{mlflow_ui}/#/experiments/{classifier['mlflow_experiment_id']}/runs/{run_id}"
         if mlflow_ui else None,
         "verdict": audit.get("verdict"), "verdict_reasons": audit.get("verdict_reasons", []),
+        "verdict_label": audit.get("verdict_label"), "confounds": audit.get("confounds", []),
         "metrics": {k: float(v) for k, v in {**cam, **audit}.items()
                     if isinstance(v, float | int) and not isinstance(v, bool)},
         "figures": cam.get("figures", {}),
