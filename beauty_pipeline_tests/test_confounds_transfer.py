@@ -132,3 +132,26 @@ def test_apply_to_audit_keeps_the_rules_own_verdict():
     assert after["named_families"] == ["source"] and len(after["verdict_reasons"]) == 2
     kept = apply_to_audit(audit, {})
     assert kept["verdict"] == "face" and kept["verdict_before_transfer"] == "face"
+
+
+def test_transfer_folders_from_flags_and_yaml(tmp_path):
+    from beauty_pipeline.cli import parse_args
+    from beauty_pipeline.data.transfer import folder_persons
+    from beauty_pipeline.errors import PipelineError
+    from beauty_pipeline.study_options import study_options
+
+    for name in ("photos", "ff", "elsewhere/Barack_Obama", "elsewhere/Tina_Fey", "ordinary/x"):
+        (tmp_path / name).mkdir(parents=True)
+    base = ["study", "--photos", str(tmp_path / "photos"), "--fairface", str(tmp_path / "ff")]
+    config = tmp_path / "study.yaml"
+    config.write_text(f"transfer-photos: {tmp_path / 'elsewhere'}\n")
+    chosen = study_options(parse_args([*base, "--config", str(config), "--transfer-ordinary",
+                                       str(tmp_path / "ordinary")]))
+    assert chosen.transfer_photos == str((tmp_path / "elsewhere").resolve())
+    assert chosen.transfer_ordinary == str((tmp_path / "ordinary").resolve())
+    assert folder_persons(chosen.transfer_photos) == {"barack-obama": "Barack_Obama",
+                                                      "tina-fey": "Tina_Fey"}
+    with pytest.raises(PipelineError, match="--transfer-photos .*no such folder"):
+        study_options(parse_args([*base, "--transfer-photos", str(tmp_path / "missing")]))
+    with pytest.raises(PipelineError, match="has no sub-folders"):
+        folder_persons(tmp_path / "photos")
