@@ -134,7 +134,6 @@ def shortcut_audit(context: AssetExecutionContext, config: AuditConfig, classifi
     yield shortcut_verdict(result)
 
 
-
 def frontal_rates(context: AssetExecutionContext) -> dict | None:
     """The frontal filter's per-class drop rates face_dataset recorded (None if not recorded)."""
     event = context.instance.get_latest_materialization_event(AssetKey("face_dataset"))
