@@ -54,6 +54,11 @@ def results_table(partitions: dict[str, dict]) -> str:
     columns = (("test acc", "acc_original", False), ("face-only", "acc_face_only", False),
                ("no features", "face_features_drop", True),
                ("control", "face_features_control_drop", True))
+    transfer = [(f"transfer {name[:4]}.", f"transfer_acc_{name}", False)
+                for name in ("celebrity", "ordinary")
+                if any(f"transfer_acc_{name}" in (o.get("shortcut_audit") or {})
+                       for o in partitions.values())]  # only when a transfer set was given
+    columns = (*columns, *transfer)
     header = f"{'model/background':<28} {'val':>5} " + \
         " ".join(f"{title:>20}" for title, _, _ in columns) + \
         f" {'lift c/o':>9}  {'family effects':<44}  verdict"
@@ -68,7 +73,8 @@ def results_table(partitions: dict[str, dict]) -> str:
         lift = "/".join("" if v is None else f"{v:.1f}" for v in lifts)
         lines.append(f"{name:<28} {last['val_accuracy']:>5.2f} " +
                      " ".join(f"{_interval(audit, key, signed):>20}" for _, key, signed in columns)
-                     + f" {lift:>9}  {family_effects(audit):<44}  {audit.get('verdict', '')}")
+                     + f" {lift:>9}  {family_effects(audit):<44}  "
+                     f"{audit.get('verdict_label') or audit.get('verdict', '')}")
     return "\n".join(lines)
 
 

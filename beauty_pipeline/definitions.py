@@ -2,7 +2,7 @@
 
 from dagster import Definitions, load_assets_from_modules
 
-from beauty_pipeline.assets import audit, dataset, faces, ingest, models, report
+from beauty_pipeline.assets import audit, dataset, faces, ingest, models, report, transfer
 from beauty_pipeline.automation import ranking_sensor, study_automation
 from beauty_pipeline.executors import configured_executor
 from beauty_pipeline.resources import (
@@ -14,7 +14,7 @@ from beauty_pipeline.resources import (
     StudyStorage,
 )
 
-ASSET_MODULES = [ingest, faces, dataset, models, audit, report]
+ASSET_MODULES = [ingest, faces, transfer, dataset, models, audit, report]
 
 
 def build_resources() -> dict:

@@ -26,7 +26,7 @@ STUDY = PROFILES["study"]
 SEGMENTERS = ("rembg", "grabcut", "auto")
 PREPROCESSING = ("uniform", "study")
 PATH_OPTIONS = ("ranking", "photos", "fairface", "fairface_checkpoint", "detector_model",
-                "rembg_model_path")
+                "rembg_model_path", "transfer_photos", "transfer_ordinary")
 
 
 def _opt(default, help: str, **extra):
@@ -45,6 +45,10 @@ class StudyOptions:
     ranking: str = _opt("", "ranking CSV path or http(s) URL; empty = the packaged 2024 lists")
     photos: str = _opt("", "local photo folder with one sub-folder per person")
     bing: bool = _opt(False, "download photos from Bing instead of --photos")
+    transfer_photos: str = _opt("", "source-transfer test: photos of celebrity-class people from "
+                                    "another source, one sub-folder per person (as --photos)")
+    transfer_ordinary: str = _opt("", "source-transfer test the other way: ordinary-class photos "
+                                      "from another source, one sub-folder per person")
     fairface: str = _opt("", f"FairFace folder with its label CSVs (default ${FAIRFACE_DIR_ENV})")
     fairface_checkpoint: str = _opt("", "the official FairFace ResNet-34 checkpoint (.pt); the "
                                         "ordinary test side is then FairFace val only")
@@ -88,7 +92,7 @@ class StudyOptions:
             value = getattr(self, name)
             if value and not (name == "ranking" and "://" in value):
                 object.__setattr__(self, name, str(Path(value).expanduser().resolve()))
-        for name in ("photos", "fairface"):
+        for name in ("photos", "fairface", "transfer_photos", "transfer_ordinary"):
             value = getattr(self, name)
             if value and not Path(value).expanduser().is_dir():
                 raise PipelineError(f"--{name.replace('_', '-')} {value}: no such folder")

@@ -133,9 +133,21 @@ class StudyPlan:
             "fairface_backbone": {**train, "epochs": o.backbone_epochs,
                                   "checkpoint_path": o.fairface_checkpoint},
             "classifier": {**train, "epochs": o.epochs, "seeds": o.seeds},
+            "transfer_faces": {"celebrity_dir": o.transfer_photos,
+                               "ordinary_dir": o.transfer_ordinary},
         }
         return {"ops": {k: {"config": configs[k]} for k in keys if k in configs},
                 "loggers": {"console": {"config": {"log_level": self.log_level}}}}
+
+    @property
+    def transfer_dirs(self) -> tuple[str, ...]:
+        """The source-transfer folders given (--transfer-photos, --transfer-ordinary)."""
+        return tuple(d for d in (self.options.transfer_photos, self.options.transfer_ordinary)
+                     if d)
+
+    def inputs_of_transfer(self) -> list:
+        """Every transfer folder's files (name, size, time): new photos rerun the audits."""
+        return [folder_listing(Path(d)) for d in self.transfer_dirs]
 
     def inputs_of_person(self, person: str, name: str) -> list:
         """What a person's photos step reads besides its config: the name, the folder's files."""
@@ -295,6 +307,10 @@ def full_pass(instance: DagsterInstance, plan, log: Callable[[str], None] = prin
     lap("ingest_and_faces")
     steps.run("fairface_faces", ["fairface_faces"],
               extra=plan.inputs_of_fairface() if ledger else None)
+    transfer = transfer_wanted(plan, steps)
+    if transfer:
+        steps.run("transfer_faces", ["transfer_faces"],
+                  extra=plan.inputs_of_transfer() if ledger else None)
     steps.run("face_dataset", ["face_dataset"], inputs=[
         ("ranking", None), ("fairface_faces", None),
         *(("celebrity_faces", p) for p in report.persons)])
@@ -315,8 +331,8 @@ def full_pass(instance: DagsterInstance, plan, log: Callable[[str], None] = prin
         for model in plan.models:
             key = MultiPartitionKey({"model": model, "background": background})
             outputs = steps.run(f"model:{model}/{background}", PER_MODEL_ASSETS, key, inputs=[
-                ("face_dataset_variant", background), ("fairface_backbone", None)],
-                outputs=PER_MODEL_ASSETS)
+                ("face_dataset_variant", background), ("fairface_backbone", None),
+                *((("transfer_faces", None),) if transfer else ())], outputs=PER_MODEL_ASSETS)
             finished[(model, background)] = outputs
             progress.emit("models x backgrounds", len(finished), len(trained),
                           f"{model}/{background}")
@@ -345,3 +361,11 @@ def full_pass(instance: DagsterInstance, plan, log: Callable[[str], None] = prin
     report.seconds["total"] = time.perf_counter() - started
     report.skipped = steps.skipped
     return report
+
+
+def transfer_wanted(plan, steps: Steps) -> bool:
+    """Run transfer_faces when the plan has transfer folders, or to empty a transfer set an
+    earlier run left (an audit must not score a set this run was not given)."""
+    if getattr(plan, "transfer_dirs", ()):
+        return True
+    return bool(data_version(steps.instance, "transfer_faces", None))

@@ -7,6 +7,7 @@ import mlflow
 import pandas as pd
 from dagster import (
     AssetExecutionContext,
+    AssetKey,
     Config,
     MetadataValue,
     Output,
@@ -23,6 +24,7 @@ from beauty_pipeline.assets.common import (
     png_md,
     table_md,
 )
+from beauty_pipeline.assets.transfer import score_transfer_sets
 from beauty_pipeline.checks import (
     AUDIT_CHECKS,
     GRADCAM_CHECKS,
@@ -31,8 +33,10 @@ from beauty_pipeline.checks import (
     shortcut_verdict,
 )
 from beauty_pipeline.explain import audit as audit_domain
+from beauty_pipeline.explain.confounds import dataset_confounds, decorate
 from beauty_pipeline.explain.plots import thumbnail_png, thumbnail_webp
 from beauty_pipeline.explain.seeds import audit_per_seed
+from beauty_pipeline.explain.transfer import apply_to_audit, transfer_metrics
 from beauty_pipeline.model_registry import record_verdict
 from beauty_pipeline.partitions import VARIANT_OF_PARTITION, model_background_partitions
 from beauty_pipeline.resources import MlflowTracking, StudyStorage
@@ -123,10 +127,11 @@ def gradcam(context: AssetExecutionContext, config: GradcamConfig, classifier: d
 
 @asset(group_name="audit", partitions_def=model_background_partitions, code_version=CODE_VERSION,
        automation_condition=ON_INPUTS_CHANGED, ins=VARIANT_OF_PARTITION, check_specs=AUDIT_CHECKS,
-       pool=GPU_POOL, op_tags=GPU_STEP_TAGS)
+       pool=GPU_POOL, op_tags=GPU_STEP_TAGS,
+       deps=["transfer_faces"])  # read from its stored manifest: absent = no transfer set
 def shortcut_audit(context: AssetExecutionContext, config: AuditConfig, classifier: dict,
-                   gradcam: dict, face_dataset_variant, storage: StudyStorage,
-                   mlflow_tracking: MlflowTracking):
+                   gradcam: dict, face_dataset_variant, face_dataset: pd.DataFrame,
+                   storage: StudyStorage, mlflow_tracking: MlflowTracking):
     """Accuracy on the counterfactual sets (face-only, background-only, mixed-same, mixed-other),
     every family's probe against its control with 95% intervals, and the verdict."""
     mlflow_tracking.ensure_reachable()  # before the work, not after it
@@ -135,10 +140,14 @@ def shortcut_audit(context: AssetExecutionContext, config: AuditConfig, classifi
                                          audit_domain.class_lifts(gradcam), config.batch_size,
                                          config.device, config.bootstrap_seed)
     result["mlflow_run_id"] = classifier["mlflow_run_id"]
+    result = label_or_source(context, result, classifier, face_dataset_variant, face_dataset,
+                             storage, config)
     with mlflow_tracking.run("", {}, run_id=classifier["mlflow_run_id"]):
         mlflow.log_metrics(numbers(result))
         mlflow.set_tags({"verdict": result["verdict"], "verdict_per_seed": result["verdict_per_seed"],
-                         "named_families": "+".join(result["named_families"]) or "none"})
+                         "named_families": "+".join(result["named_families"]) or "none",
+                         "verdict_label": result["verdict_label"][:5000],
+                         "confounds": describe_confounds(result["confounds"])[:5000]})
         mlflow.log_dict({k: result[k] for k in ("probes", "class_profiles", "verdict_reasons")},
                         "audit/probes.json")
         mlflow.log_dict({k: result[k] for k in ("attribute_mix", "strata", "strata_attributes")},
@@ -156,7 +165,37 @@ def shortcut_audit(context: AssetExecutionContext, config: AuditConfig, classifi
         "class_profiles": MetadataValue.json(result["class_profiles"]),
         "strata_attributes": result["strata_attributes"],
         "strata": table_md(pd.DataFrame(result["strata"]).round(3), max_rows=30),
-        "test_attribute_mix": MetadataValue.json(result["attribute_mix"])})
+        "test_attribute_mix": MetadataValue.json(result["attribute_mix"]),
+        "verdict_label": result["verdict_label"],
+        "confounds": MetadataValue.json(result["confounds"]),
+        "transfer_segmenter": result["transfer_segmenter"]})
     yield background_shortcut(result)
     yield shortcut_verdict(result)
 
+
+def frontal_rates(context: AssetExecutionContext) -> dict | None:
+    """The frontal filter's per-class drop rates face_dataset recorded (None if not recorded)."""
+    event = context.instance.get_latest_materialization_event(AssetKey("face_dataset"))
+    entry = event.asset_materialization.metadata.get("frontal_filter_drop_rate") if event and \
+        event.asset_materialization else None
+    return getattr(entry, "value", None) if entry is not None else None
+
+
+def label_or_source(context: AssetExecutionContext, result: dict, classifier: dict,
+                    variant: pd.DataFrame, study: pd.DataFrame, storage: StudyStorage,
+                    config: AuditConfig) -> dict:
+    """The audit result with the source-transfer scores and post-step (`source` named when the
+    label does not survive another source) and the data set's confounds on the label."""
+    estimates, images, identities, segmenter = score_transfer_sets(
+        trained_model(classifier), variant, storage, classifier["background"], config.batch_size,
+        config.device, config.bootstrap_seed)
+    result = {**apply_to_audit(result, estimates), **transfer_metrics(estimates, images, identities),
+              "transfer_segmenter": segmenter}
+    found = dataset_confounds(study, frontal_rates(context))
+    return {**result, "confounds": [c.as_dict() for c in found],
+            "verdict_label": decorate(result["verdict"], found)}
+
+
+def describe_confounds(confounds: list[dict]) -> str:
+    """The MLflow tag: each confounding cue with its size, or 'none'."""
+    return "; ".join(f"{c['cue']}: {c['magnitude']}" for c in confounds) or "none"

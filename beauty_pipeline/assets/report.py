@@ -21,6 +21,7 @@ def partition_report(classifier: dict, cam: dict | None, audit: dict | None, mlf
         if mlflow_ui else None,
         "verdict": audit.get("verdict"), "verdict_reasons": audit.get("verdict_reasons", []),
         "verdict_per_seed": audit.get("verdict_per_seed"),
+        "verdict_label": audit.get("verdict_label"), "confounds": audit.get("confounds", []),
         "metrics": {k: float(v) for k, v in {**cam, **audit}.items()
                     if isinstance(v, float | int) and not isinstance(v, bool)},
         "figures": cam.get("figures", {}),

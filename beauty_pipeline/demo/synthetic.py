@@ -400,6 +400,17 @@ def _heldout_jpeg(image: np.ndarray, quality: int, subsampled: bool) -> np.ndarr
     return cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
 
 
+# Photo pipelines (renderers) for the source worlds of the zoo: the same rendered face, made into
+# a photo differently, as two data sets collected by different means would be. Each takes a
+# uint8 RGB image and a generator and leaves the face's look (the facial signal) as it is.
+def _jpeg(image: np.ndarray, quality: int) -> np.ndarray:
+    """A JPEG round trip at this quality (OpenCV's default 4:2:0 chroma subsampling)."""
+    ok, data = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
+    if not ok:
+        raise ValueError("JPEG encoding failed")
+    return cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+
+
 def chroma_cue(face: DemoFace, celebrity_style: bool, rng: np.random.Generator) -> DemoFace:
     """Compression: celebrity-style photos JPEG quality 50 with 4:2:0 chroma, the others quality
     95 with full chroma (both re-encoded)."""
@@ -411,3 +422,32 @@ def chroma_cue(face: DemoFace, celebrity_style: bool, rng: np.random.Generator) 
 HELD_OUT_CUES = {"vignette": vignette_cue, "grain": grain_cue, "shirt": shirt_cue,
                  "hair": hair_cue, "logo": logo_cue, "frame": frame_cue,
                  "placement": placement_cue, "chroma": chroma_cue}
+
+
+def _sensor_noise(image: np.ndarray, rng: np.random.Generator, luma: float,
+                  chroma: float) -> np.ndarray:
+    """Gaussian noise shared by the channels (luma) plus per-channel noise (chroma)."""
+    shape = image.shape[:2]
+    noise = rng.normal(0, luma, shape)[..., None] + rng.normal(0, chroma, (*shape, 3))
+    return np.clip(image.astype(np.float64) + noise, 0, 255).astype(np.uint8)
+
+
+def studio_render(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Agency pipeline: unsharp-mask sharpening, then a strong JPEG (quality 35)."""
+    blurred = cv2.GaussianBlur(image, (0, 0), 1.0)
+    sharpened = cv2.addWeighted(image, 1.8, blurred, -0.8, 0)
+    return _jpeg(sharpened, 35)
+
+
+def phone_render(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Phone snapshot pipeline: visible sensor noise, stored losslessly."""
+    return _sensor_noise(image, rng, luma=7.0, chroma=4.0)
+
+
+def webcam_render(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A third source: milder noise, a slight blur and a light JPEG (quality 85)."""
+    noisy = _sensor_noise(cv2.GaussianBlur(image, (0, 0), 0.6), rng, luma=5.0, chroma=3.0)
+    return _jpeg(noisy, 85)
+
+
+RENDERERS = {"studio": studio_render, "phone": phone_render, "webcam": webcam_render}

@@ -6,9 +6,10 @@ It is the development set: thresholds are chosen here, never on held-out worlds.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from beauty_pipeline.data.families import FAMILIES
@@ -17,12 +18,15 @@ from beauty_pipeline.data.split import SplitSettings, build_study_set
 from beauty_pipeline.data.variants import VariantSettings, build_variant
 from beauty_pipeline.demo.source import face_record
 from beauty_pipeline.demo.synthetic import (
+    RENDERERS,
+    DemoFace,
     DemoSpec,
     demo_ordinary_faces,
     demo_person_photos,
     person_name,
 )
 from beauty_pipeline.explain.audit import TrainedModel, class_lifts, gradcam_audit, shortcut_audit
+from beauty_pipeline.explain.transfer import apply_to_audit, score_transfer, transfer_metrics
 from beauty_pipeline.settings import TrainSettings
 from beauty_pipeline.storage import ImageStore, atomic_write_json
 from beauty_pipeline.training.checkpoints import save_state
@@ -41,7 +45,15 @@ WORLDS = {
     "border": dict(planted="border", shortcut=0.97, face_signal=0.75),
     "noise": dict(planted="noise", shortcut=0.97, face_signal=0.75),
     "none": dict(planted="none", shortcut=0.5, face_signal=0.95),
+    # source worlds (explain/transfer.py): every family drawn independently of the class; the
+    # classes come from two photo pipelines (ordinary, celebrity), and a transfer set of new
+    # celebrities from a third must expose a model that learned the pipeline
+    "source": dict(planted="none", shortcut=0.5, face_signal=0.75, renderers=("phone", "studio"),
+                   transfer="webcam", expected="source"),
+    "none_transfer": dict(planted="none", shortcut=0.5, face_signal=0.95, transfer="webcam"),
 }
+WORLD_EXTRAS = ("renderers", "transfer", "expected")  # world keys that are not DemoSpec's
+TRANSFER_PERSONS = 12
 
 
 @dataclass(frozen=True)
@@ -59,31 +71,57 @@ class ZooSettings:
     seed: int = 0
 
 
-def world_faces(spec: DemoSpec, store: ImageStore) -> pd.DataFrame:
-    """Both classes of one world as a face manifest (celebrity persons, ordinary singletons)."""
+def rendered(face: DemoFace, renderer: str | None, rng: np.random.Generator) -> DemoFace:
+    """The photo through a renderer's pipeline (RENDERERS); masks and box unchanged."""
+    if renderer is None:
+        return face
+    return replace(face, image=RENDERERS[renderer](face.image, rng))
+
+
+def world_faces(spec: DemoSpec, store: ImageStore,
+                renderers: tuple[str, str] | None = None) -> pd.DataFrame:
+    """Both classes of one world as a face manifest (celebrity persons, ordinary singletons);
+    with renderers (ordinary, celebrity) each class's photos through its own pipeline."""
+    ordinary, celebrity = renderers or (None, None)
+    rng = np.random.default_rng(spec.seed + 104729)
     rows = []
     for index in range(spec.persons):
         name = person_name(index)
         who, faces = demo_person_photos(spec, name)
-        rows += [face_record(store, face, who, f"person-{index:03d}", 1) for face in faces]
-    rows += [face_record(store, face, who, f"ordinary-{i:05d}", 0)
+        rows += [face_record(store, rendered(face, celebrity, rng), who, f"person-{index:03d}", 1)
+                 for face in faces]
+    rows += [face_record(store, rendered(face, ordinary, rng), who, f"ordinary-{i:05d}", 0)
              for i, (who, face) in enumerate(demo_ordinary_faces(spec))]
     return conform(pd.DataFrame(rows))
 
 
-def world_dataset(spec: DemoSpec, store: ImageStore, seed: int) -> pd.DataFrame:
+def transfer_faces(spec: DemoSpec, store: ImageStore, renderer: str,
+                   persons: int = TRANSFER_PERSONS) -> pd.DataFrame:
+    """New celebrities of the same world (names after the study's), through another renderer."""
+    rng = np.random.default_rng(spec.seed + 130363)
+    rows = []
+    for index in range(spec.persons, spec.persons + persons):
+        who, faces = demo_person_photos(spec, person_name(index))
+        rows += [face_record(store, rendered(face, renderer, rng), who, f"transfer-{index:03d}", 1)
+                 for face in faces]
+    return conform(pd.DataFrame(rows))
+
+
+def world_dataset(spec: DemoSpec, store: ImageStore, seed: int,
+                  renderers: tuple[str, str] | None = None) -> pd.DataFrame:
     """The world's study set on its original background, with counterfactual test sets."""
-    study = build_study_set(world_faces(spec, store), store, SplitSettings(seed=seed))
+    study = build_study_set(world_faces(spec, store, renderers), store, SplitSettings(seed=seed))
     return build_variant(study, "original", store, None, VariantSettings(seed=seed)).manifest
 
 
 def run_world(name: str, home: Path, settings: ZooSettings) -> dict:
     """Train one model in one world and audit it."""
+    world = WORLDS[name]
     spec = DemoSpec(image_size=settings.image_size, persons=settings.persons,
                     photos_per_person=settings.photos_per_person, ordinary=settings.ordinary,
-                    seed=settings.seed, **WORLDS[name])
+                    seed=settings.seed, **{k: v for k, v in world.items() if k not in WORLD_EXTRAS})
     store = ImageStore(home / "images")
-    manifest = world_dataset(spec, store, settings.seed)
+    manifest = world_dataset(spec, store, settings.seed, world.get("renderers"))
     train_settings = TrainSettings(epochs=settings.epochs, batch_size=settings.batch_size,
                                    learning_rate=settings.learning_rate,
                                    image_size=settings.image_size, seed=settings.seed, device="cpu")
@@ -99,9 +137,16 @@ def run_world(name: str, home: Path, settings: ZooSettings) -> dict:
                         device="cpu", seed=settings.seed)
     audit = shortcut_audit(trained, manifest, store, home / "cache", class_lifts(cam),
                            device="cpu", seed=settings.seed)
-    planted = WORLDS[name]["planted"]
+    if world.get("transfer"):
+        faces = transfer_faces(spec, store, world["transfer"])
+        estimates, images, identities = score_transfer(
+            trained, faces, faces["image_key"].tolist(), store, home / "cache", device="cpu",
+            seed=settings.seed)
+        audit = {**apply_to_audit(audit, estimates),
+                 **transfer_metrics(estimates, images, identities)}
+    planted = world.get("expected", world["planted"])
     keys = [k for k in audit if k.startswith(("acc_", "bg_gap", "composite_cost", "family_",
-                                               "matched_", "face_features_"))]
+                                               "matched_", "face_features_", "transfer_"))]
     return {"world": name, "planted": planted, "named": audit["named_families"],
             "verdict": audit["verdict"], "reasons": audit["verdict_reasons"],
             "test_accuracy": audit["acc_original"], "val_accuracy": history[-1].val_accuracy,
@@ -115,17 +160,21 @@ def run_world(name: str, home: Path, settings: ZooSettings) -> dict:
 
 
 def planted_correctly(planted: str, named: Sequence[str], verdict: str) -> bool:
-    """The audit's answer is right: exactly the planted family named, or `face` for none."""
+    """The audit's answer is right: exactly the planted family named, or `face` for none;
+    `source` named for a source world (a pipeline may also show as quality or colour)."""
+    if planted == "source":
+        return "source" in named
     return verdict == "face" if planted == "none" else list(named) == [planted]
 
 
 def detection_matrix(results: Sequence[dict]) -> str:
     """Planted (rows) x named (columns), one mark per world, verdict and accuracy beside."""
-    header = f"{'planted':<12}" + "".join(f"{f:>12}" for f in FAMILIES) + \
+    columns = (*FAMILIES, "source")
+    header = f"{'planted':<12}" + "".join(f"{f:>12}" for f in columns) + \
         f"  {'verdict':<22}{'test acc [95% CI]':<22}{'no features / swap c,o':<24}ok"
     lines = [header, "-" * len(header)]
     for r in results:
-        marks = "".join(f"{('named' if f in r['named'] else '.'):>12}" for f in FAMILIES)
+        marks = "".join(f"{('named' if f in r['named'] else '.'):>12}" for f in columns)
         acc = r["intervals"]
         face = " / ".join(", ".join(f"{acc[k]:+.2f}" if k in acc else "-" for k in keys) for keys in (
             ("face_features_drop",), ("face_features_swap_drop_celebrity",

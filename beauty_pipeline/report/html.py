@@ -38,6 +38,8 @@ SUMMARY_METRICS = (  # (metric, column title): each shown with its 95% interval 
     ("family_noise_drop", "noise"), ("face_mass", "FaceMass"),
     ("face_mass_lift_celebrity", "lift celebrity"), ("face_mass_lift_ordinary", "lift ordinary"),
     ("acc_matched_strata", "test acc, matched strata"),  # data.demographics.strata_accuracy
+    ("transfer_acc_celebrity", "transfer: celebrity"),  # explain.transfer, when a set was given
+    ("transfer_acc_ordinary", "transfer: ordinary"),
 )
 
 
@@ -59,6 +61,8 @@ class PartitionReport:
     attribute_mix: dict = field(default_factory=dict)  # test set, data.demographics.attribute_mix
     strata: list[dict] = field(default_factory=list)  # accuracy per demographic stratum
     strata_attributes: str | None = None  # e.g. "gender" or "gender+age+race"
+    verdict_label: str | None = None  # the verdict with its confounds, explain.confounds.decorate
+    confounds: list[dict] = field(default_factory=list)  # warning parity checks of the data set
 
     @classmethod
     def from_dict(cls, data: Mapping) -> PartitionReport:
@@ -142,10 +146,11 @@ def _summary_table(parts: Sequence[PartitionReport]) -> str:
             "MLflow run")
     rows = []
     for p in parts:
-        call = p.verdict or "not audited"
-        why = "; ".join(p.verdict_reasons)
+        call = p.verdict_label or p.verdict or "not audited"
+        why = "; ".join([*p.verdict_reasons, *(f"confound {c['cue']}: {c['magnitude']}"
+                                               for c in p.confounds)])
         cells = [_link(p.model, f"#{p.anchor}"), escape(p.background),
-                 f'<span class="verdict {escape(call.split("+")[0], quote=True)}" '
+                 f'<span class="verdict {escape((p.verdict or call).split("+")[0], quote=True)}" '
                  f'title="{escape(why, quote=True)}">{escape(call)}</span>'
                  + (f"<br><small>per seed: {escape(p.verdict_per_seed)}</small>"
                     if p.verdict_per_seed else ""),
@@ -233,6 +238,22 @@ def _demographics(part: PartitionReport) -> str:
     return f"<h4>Demographics of the test set</h4>{mix}{summary}{table}"
 
 
+def _verdict_line(part: PartitionReport) -> str:
+    """The verdict with the data set's confounds (which check, by how much) and the transfer
+    accuracy beside in-source accuracy: what a `face` does and does not show."""
+    call = part.verdict_label or part.verdict or "not audited"
+    confounds = "; ".join(f"{c['cue']} ({c['check']}): {c['magnitude']}" for c in part.confounds)
+    transfer = "; ".join(f"{name} photos from another source called {name}: "
+                         f"{part.with_interval(f'transfer_acc_{name}')} "
+                         f"({int(part.value(f'transfer_identities_{name}') or 0)} identities)"
+                         for name in ("celebrity", "ordinary")
+                         if part.value(f"transfer_acc_{name}") is not None)
+    return (f'<p class="verdict-line">Verdict: <b>{escape(call)}</b>. In-source test accuracy '
+            f"{part.with_interval('acc_original')}. Confounds of the data set: "
+            f"{escape(confounds or 'none')}. Source transfer: {escape(transfer or 'not tested')}."
+            "</p>")
+
+
 def _partition_section(part: PartitionReport, figures: dict[str, Path], out_dir: Path) -> str:
     title = f"{part.model} × {part.background}"
     thumbs = "".join(_thumb(figures[k], out_dir, f"{title} {k}") for k in FIGURE_KINDS
@@ -240,6 +261,7 @@ def _partition_section(part: PartitionReport, figures: dict[str, Path], out_dir:
     thumbs += "".join(_thumb(path, out_dir, f"{title} {k}") for k, path in sorted(figures.items())
                       if k not in FIGURE_KINDS)
     return (f'<section id="{escape(part.anchor, quote=True)}"><h3>{escape(title)}</h3>'
+            f"{_verdict_line(part)}"
             f"<p>MLflow run: {_run_link(part)}</p>{_epoch_table(part)}"
             f'<div class="figures">{thumbs}</div>{_demographics(part)}</section>')
 
@@ -382,7 +404,7 @@ def summary_markdown(partitions: Sequence[Mapping | PartitionReport],
     lines = ["| model | background | verdict | " + " | ".join(names) + " |",
              "|---|---|---|" + "---|" * len(names)]
     for p in _parts(partitions):
-        cells = [p.model, p.background, p.verdict or "not audited",
+        cells = [p.model, p.background, p.verdict_label or p.verdict or "not audited",
                  *(p.with_interval(n) for n in names)]
         lines.append("| " + " | ".join(_md_cell(c) for c in cells) + " |")
     if dataset is not None:

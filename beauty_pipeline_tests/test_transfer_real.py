@@ -1,0 +1,110 @@
+"""`--transfer-photos` on a real folder: four public figures of celebrity_crops_glint are held out
+of the study and given as the transfer set; their figures must reach the CLI table, the report
+and MLflow, and the verdict must carry the data set's confounds (web crops vs FairFace)."""
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+from conftest import ranking_from_labels, require_shared
+
+pytestmark = pytest.mark.slow
+
+HELD_OUT = ("Barack_Obama", "Daniel_Radcliffe", "Jessica_Alba", "Tom_Hanks")
+BACKGROUNDS = ("original",)  # white (GrabCut masks) too slow for a shared 2-core CI box
+
+
+@pytest.fixture(scope="module")
+def transfer_study(tmp_path_factory):
+    crops = require_shared("data", "celebrity_crops_glint")
+    fairface = require_shared("data", "fairface_margin025")
+    yunet = require_shared("models", "face_detection_yunet_2026may.onnx")
+    root = tmp_path_factory.mktemp("transfer_study")
+    labels = pd.read_csv(crops / "labels.csv")
+    held = [p for p in HELD_OUT if (crops / p).is_dir()]
+    if len(held) < 2:
+        pytest.skip(f"fewer than two of {HELD_OUT} in {crops}")
+    folders = labels["file"].str.split("/").str[0]
+    ranking_from_labels(labels[~folders.isin(held)], root / "ranking.csv", "public_figures")
+    for person in held:  # copies: the photo source does not follow linked folders
+        shutil.copytree(crops / person, root / "transfer" / person)
+    (root / "study.yaml").write_text("\n".join([
+        f"home: {root / 'home'}", f"ranking: {root / 'ranking.csv'}", f"photos: {crops}",
+        f"transfer-photos: {root / 'transfer'}", f"fairface: {fairface}", "limit-ordinary: 300",
+        "models: [resnet18]", f"backgrounds: [{', '.join(BACKGROUNDS)}]", "image_size: 48",
+        "epochs: 3", "backbone_epochs: 1", "seeds: 1", f"detector_model: {yunet}",
+        "segmenter: grabcut", ""]))
+    done = subprocess.run([sys.executable, "-m", "beauty_pipeline.cli", "study", "--config",
+                           str(root / "study.yaml")], capture_output=True, text=True, timeout=3600)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
+    print("\n" + done.stdout[done.stdout.find("model/back"):])
+    home = root / "home"
+    audits = {b: json.loads((home / "manifests" / "shortcut_audit" / f"{b}__resnet18.json")
+                            .read_text()) for b in BACKGROUNDS}
+    return {"stdout": done.stdout, "home": home, "audits": audits, "held": held,
+            "photos": sum(len(list((root / "transfer" / p).iterdir())) for p in held)}
+
+
+def test_held_out_persons_are_scored_with_an_identity_interval(transfer_study):
+    study = pd.read_parquet(transfer_study["home"] / "manifests" / "face_dataset" / "latest.parquet")
+    held_keys = {p.lower().replace("_", "-") for p in transfer_study["held"]}
+    assert not held_keys & set(study["person"])  # held out of the study
+    faces = pd.read_parquet(transfer_study["home"] / "manifests" / "transfer_faces" /
+                            "latest.parquet")
+    kept = faces[faces["drop_reason"] == ""]
+    assert set(faces["person"]) == {f"transfer:{k}" for k in held_keys}
+    assert (faces["looks"] == 1).all() and len(faces) <= transfer_study["photos"]
+    for background, audit in transfer_study["audits"].items():
+        assert audit["transfer_images_celebrity"] == len(kept), background
+        assert audit["transfer_identities_celebrity"] == len(held_keys)
+        low, value, high = (audit["transfer_acc_celebrity_ci_low"],
+                            audit["transfer_acc_celebrity"], audit["transfer_acc_celebrity_ci_high"])
+        assert 0 <= low <= value <= high <= 1
+        assert "transfer_acc_ordinary" not in audit  # no --transfer-ordinary given
+    assert transfer_study["audits"]["original"]["transfer_segmenter"] == ""  # no mask needed
+    if "white" in transfer_study["audits"]:
+        assert transfer_study["audits"]["white"]["transfer_segmenter"].startswith("grabcut")
+
+
+def test_figures_reach_the_table_the_report_and_mlflow(transfer_study):
+    import mlflow
+
+    stdout, home = transfer_study["stdout"], transfer_study["home"]
+    header = next(line for line in stdout.splitlines() if line.startswith("model/background"))
+    assert "transfer cele." in header
+    for background, audit in transfer_study["audits"].items():
+        row = next(line for line in stdout.splitlines()
+                   if line.startswith(f"resnet18/{background}"))
+        assert f"{audit['transfer_acc_celebrity']:.2f} [" in row
+        assert row.rstrip().endswith(audit["verdict_label"])
+    html = (home / "outputs" / "report" / "study_report.html").read_text()
+    assert "transfer: celebrity" in html and "Source transfer: celebrity photos" in html
+    client = mlflow.MlflowClient(f"sqlite:///{home / 'mlflow.db'}")
+    for audit in transfer_study["audits"].values():
+        run = client.get_run(audit["mlflow_run_id"])
+        for name in ("transfer_acc_celebrity", "transfer_acc_celebrity_ci_low",
+                     "transfer_acc_celebrity_ci_high"):
+            assert run.data.metrics[name] == pytest.approx(audit[name])
+        assert run.data.tags["verdict"] == audit["verdict"]
+        assert run.data.tags["verdict_label"] == audit["verdict_label"]
+        assert run.data.tags["confounds"] != ""
+
+
+def test_the_verdict_carries_the_sources_confounds(transfer_study):
+    """Web crops against FairFace differ in face resolution (quality_parity warns on it on this
+    data, test_real_study): the label names it, with its size, wherever the verdict is shown."""
+    for background, audit in transfer_study["audits"].items():
+        cues = [c["cue"] for c in audit["confounds"]]
+        assert "face_px" in cues, (background, cues)
+        if audit["verdict"] != "chance":
+            assert re.fullmatch(re.escape(audit["verdict"]) + r" \(source-confounded: .+\)",
+                                audit["verdict_label"])
+            assert "face_px" in audit["verdict_label"]
+        face_px = next(c for c in audit["confounds"] if c["cue"] == "face_px")
+        assert face_px["numbers"]["smd"] < -1  # celebrities' faces are the smaller ones
+    print({b: (round(a["acc_original"], 3), round(a["transfer_acc_celebrity"], 3),
+               a["verdict_label"]) for b, a in transfer_study["audits"].items()})
