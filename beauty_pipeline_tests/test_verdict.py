@@ -66,6 +66,21 @@ def test_weak_face_evidence_in_one_class_is_inconclusive():
         "inconclusive"
 
 
+def test_features_must_cost_clearly_more_than_the_equal_area_control():
+    """With the paired estimate, a control whose interval reaches past the limit (few identities)
+    does not block `face` when the features cost clearly more; a control that costs as much does."""
+    wide_control = Estimate(0.02, -0.12, 0.16)
+    clear = FaceEvidence(Estimate(0.5, 0.3, 0.7), wide_control, Estimate(0.48, 0.27, 0.68))
+    assert not FaceEvidence(clear.features, wide_control).holds()  # unpaired: control unbounded
+    assert clear.holds()
+    assert face(evidence={k: clear for k in EVIDENCE}).label == "face"
+    close = FaceEvidence(Estimate(0.5, 0.3, 0.7), Estimate(0.12, 0.0, 0.24),
+                         Estimate(0.38, 0.12, 0.6))
+    assert not close.holds()  # beyond the control only 0.12 at the low end: not clearly the face
+    costly = FaceEvidence(Estimate(0.5, 0.3, 0.7), Estimate(0.2, 0.1, 0.3), Estimate(0.3, 0.2, 0.4))
+    assert not costly.holds()  # the control itself collapses the decision
+
+
 def test_every_flagged_family_is_named_in_a_fixed_order():
     probes = clean() + [probe("noise", 0.3, 0.2, 0.4), probe("colour", 0.4, 0.3, 0.5),
                         probe("background", 0.3, 0.2, 0.4)]

@@ -281,9 +281,11 @@ def face_evidence(correct: dict, labels: np.ndarray, boot: IdentityBootstrap,
         for suffix, select in (("", None),
                                *((f"_{n}", labels == c) for c, n in enumerate(CLASS_NAMES))):
             pair = FaceEvidence(*(_class_drop(boot, original, correct[name], select)
-                                  for name in (changed, control)))
+                                  for name in (changed, control)),
+                                _class_drop(boot, correct[control], correct[changed], select))
             result.update(pair.features.as_metrics(f"{metric}{suffix}"))
             result.update(pair.control.as_metrics(f"{control_metric}{suffix}"))
+            result.update(pair.beyond_control.as_metrics(f"{metric}_beyond_control{suffix}"))
             if changed == "face_features_removed" and not suffix:
                 evidence["all classes, features removed"] = pair
             elif changed == "face_features_swapped" and suffix:

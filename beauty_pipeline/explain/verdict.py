@@ -83,12 +83,20 @@ class FaceEvidence:
 
     features: Estimate
     control: Estimate
+    beyond_control: Estimate | None = None  # paired: acc(control set) - acc(features set)
 
     def holds(self, thresholds: Thresholds = THRESHOLDS) -> bool:
-        """The decision collapses on the features and not on the control."""
+        """The decision collapses on the features and not on the control: the features' cost
+        clears the limit, the control's stays below it, and the features cost more than the
+        equal-area control by at least the limit (paired within identities). Without the paired
+        estimate, the control's whole interval must stay below the limit."""
         limit = thresholds.face_features_drop
-        return clears(self.features, limit) and _finite(self.control.high) and \
-            self.control.high < limit
+        if not (clears(self.features, limit) and _finite(self.control.value)
+                and self.control.value < limit):
+            return False
+        if self.beyond_control is not None:
+            return clears(self.beyond_control, limit)
+        return _finite(self.control.high) and self.control.high < limit
 
 
 @dataclass(frozen=True)
@@ -182,8 +190,10 @@ def decide(acc_original: Estimate, acc_face_only: Estimate | None, acc_backgroun
     if not face_evidence:
         return Verdict("inconclusive", (), (
             "no face evidence: the facial-feature removal test was not run (no feature sets)",))
-    weak = [f"{name}: features removed {_interval(e.features)}, control {_interval(e.control)} "
-            f"vs {thresholds.face_features_drop:.2f}"
+    weak = [f"{name}: features removed {_interval(e.features)}, control {_interval(e.control)}"
+            + (f", features beyond control {_interval(e.beyond_control)}"
+               if e.beyond_control is not None else "")
+            + f" vs {thresholds.face_features_drop:.2f}"
             for name, e in face_evidence.items() if not e.holds(thresholds)]
     if weak:
         return Verdict("inconclusive", (), tuple(f"face evidence weak in {w}" for w in weak))
