@@ -137,7 +137,8 @@ def test_ctrl_c_keeps_finished_work_and_the_rerun_continues(small_study):
     row = next(line for line in again.stdout.splitlines() if line.startswith("resnet18/original"))
     accuracy, low, high = map(float, re.search(
         r"(\d\.\d+) \[(\d\.\d+),(\d\.\d+)\]", row).groups())
-    assert 0.5 <= low <= accuracy <= high <= 1.0
+    # two or so test celebrities: the interval (t with identities - 1 degrees of freedom) is wide
+    assert 0.0 <= low <= accuracy <= high <= 1.0 and high - low > 0
     for place in ("study_report.html", "mlflow ui --backend-store-uri", "dagster dev"):
         assert place in again.stdout
 
