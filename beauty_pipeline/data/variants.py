@@ -25,7 +25,6 @@ from beauty_pipeline.data.counterfactual import (
 from beauty_pipeline.data.masks import (
     _init_worker,
     compute_masks,
-    load_mask,
     mask_jobs,
     stored_mask_key,
 )
@@ -61,20 +60,8 @@ def person_masks(study: pd.DataFrame, store: ImageStore, segmenter,
                  workers: int = 0) -> tuple[list, list[str]]:
     """A foreground mask per row: the exact one when the source has it, else the segmenter's,
     computed once per image and segmenter (data/masks.py) and shared by every variant."""
-    known = study["person_mask_key"].fillna("").astype(str) if "person_mask_key" in study else \
-        pd.Series("", index=study.index)
-    if (known != "").all():  # synthetic data: every mask is exact, no segmenter is needed
-        return [store.load(key, "L") for key in known], ["known"] * len(known)
-    if segmenter is None:
-        raise ValueError("some rows have no exact person mask and no segmenter was given")
-    boxes = study[["face_x0", "face_y0", "face_x1", "face_y1"]].to_numpy(dtype=float)
-    jobs = mask_jobs(study["image_key"], list(boxes), segmenter)
-    compute_masks([job for job, exact in zip(jobs, known, strict=True) if not exact], store,
-                  segmenter, workers)
-    detail = f"{segmenter.name}:{segmenter.detail}"
-    masks = [store.load(exact, "L") if exact else load_mask(store, job[0])
-             for job, exact in zip(jobs, known, strict=True)]
-    return masks, ["known" if exact else detail for exact in known]
+    keys, backends = person_mask_keys(study, store, segmenter, workers)
+    return [store.load(key, "L") for key in keys], backends
 
 
 def person_mask_keys(study: pd.DataFrame, store: ImageStore, segmenter,
