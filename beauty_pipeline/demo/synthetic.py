@@ -390,32 +390,14 @@ def placement_cue(face: DemoFace, celebrity_style: bool, rng: np.random.Generato
                     (x0 + dx, y0 + dy, x1 + dx, y1 + dy), face.studio)
 
 
-def _heldout_jpeg(image: np.ndarray, quality: int, subsampled: bool) -> np.ndarray:
-    sampling = cv2.IMWRITE_JPEG_SAMPLING_FACTOR_420 if subsampled else \
-        cv2.IMWRITE_JPEG_SAMPLING_FACTOR_444
-    ok, data = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, quality,
-                                            cv2.IMWRITE_JPEG_SAMPLING_FACTOR, sampling])
-    if not ok:
-        raise ValueError("JPEG encoding failed")
-    return cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
-
-
 # Photo pipelines (renderers) for the source worlds of the zoo: the same rendered face, made into
 # a photo differently, as two data sets collected by different means would be. Each takes a
 # uint8 RGB image and a generator and leaves the face's look (the facial signal) as it is.
-def _jpeg(image: np.ndarray, quality: int) -> np.ndarray:
-    """A JPEG round trip at this quality (OpenCV's default 4:2:0 chroma subsampling)."""
-    ok, data = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
-    if not ok:
-        raise ValueError("JPEG encoding failed")
-    return cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
-
-
 def chroma_cue(face: DemoFace, celebrity_style: bool, rng: np.random.Generator) -> DemoFace:
     """Compression: celebrity-style photos JPEG quality 50 with 4:2:0 chroma, the others quality
     95 with full chroma (both re-encoded)."""
-    image = _heldout_jpeg(face.image, 50, True) if celebrity_style else \
-        _heldout_jpeg(face.image, 95, False)
+    image = jpeg(face.image, 50, True) if celebrity_style else \
+        jpeg(face.image, 95, False)
     return DemoFace(image, face.face_mask, face.person_mask, face.face_box, face.studio)
 
 
@@ -436,7 +418,7 @@ def studio_render(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """Agency pipeline: unsharp-mask sharpening, then a strong JPEG (quality 35)."""
     blurred = cv2.GaussianBlur(image, (0, 0), 1.0)
     sharpened = cv2.addWeighted(image, 1.8, blurred, -0.8, 0)
-    return _jpeg(sharpened, 35)
+    return jpeg(sharpened, 35)
 
 
 def phone_render(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -447,7 +429,7 @@ def phone_render(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 def webcam_render(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """A third source: milder noise, a slight blur and a light JPEG (quality 85)."""
     noisy = _sensor_noise(cv2.GaussianBlur(image, (0, 0), 0.6), rng, luma=5.0, chroma=3.0)
-    return _jpeg(noisy, 85)
+    return jpeg(noisy, 85)
 
 
 RENDERERS = {"studio": studio_render, "phone": phone_render, "webcam": webcam_render}
