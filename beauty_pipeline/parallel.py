@@ -8,6 +8,7 @@ import logging
 import multiprocessing
 import os
 import sys
+import threading
 import time
 import types
 from concurrent.futures import ProcessPoolExecutor
@@ -55,29 +56,94 @@ def _is_main_guard(test: ast.expr) -> bool:
             and test.comparators[0].value == "__main__")
 
 
-def run_in_pool(function, calls: list[tuple], workers: int, preload: list[str],
-                initializer=None, on_result=None) -> list | None:
+# Modules every worker may run a task from, imported once by the forkserver before any worker
+# forks: a worker then starts with them loaded instead of importing them itself, in every pool.
+WORKER_MODULES = ("beauty_pipeline.data.variants", "beauty_pipeline.data.quality",
+                  "beauty_pipeline.vision.faces", "scipy.fftpack")
+
+_KEPT: dict[int, ProcessPoolExecutor] = {}  # worker count -> pool, while a kept_pools() is open
+_KEEP = {"depth": 0}
+_KEEP_LOCK = threading.Lock()
+
+
+def one_thread_worker() -> None:
+    """One thread per worker for OpenCV, OpenMP and onnxruntime: the pool, not each library,
+    uses the cores."""
+    import cv2
+
+    cv2.setNumThreads(1)
+    os.environ["OMP_NUM_THREADS"] = "1"
+
+
+@contextmanager
+def kept_pools():
+    """Inside, a worker pool outlives the step that started it: every chunked step of a variant
+    build (or of a whole CLI pass) reuses one set of workers instead of starting its own."""
+    with _KEEP_LOCK:
+        _KEEP["depth"] += 1
+    try:
+        yield
+    finally:
+        with _KEEP_LOCK:
+            _KEEP["depth"] -= 1
+            closing = list(_KEPT.values()) if _KEEP["depth"] == 0 else []
+            if closing:
+                _KEPT.clear()
+        for pool in closing:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+
+def pools_started() -> int:
+    """How many worker pools this process has started (tests count the start-ups)."""
+    return _STARTED["pools"]
+
+
+_STARTED = {"pools": 0}
+
+
+def _pool(workers: int, context) -> tuple[ProcessPoolExecutor, bool]:
+    """A kept pool of this size, or a new one (kept when a kept_pools() is open); and whether
+    the caller owns it (must shut it down)."""
+    with _KEEP_LOCK:
+        kept = _KEEP["depth"] > 0
+        if kept and workers in _KEPT:
+            return _KEPT[workers], False
+        pool = ProcessPoolExecutor(workers, mp_context=context, initializer=one_thread_worker)
+        _STARTED["pools"] += 1
+        if kept:
+            _KEPT[workers] = pool
+        return pool, not kept
+
+
+def _forget(pool: ProcessPoolExecutor) -> None:
+    with _KEEP_LOCK:
+        for workers, kept in list(_KEPT.items()):
+            if kept is pool:
+                del _KEPT[workers]
+
+
+def run_in_pool(function, calls: list[tuple], workers: int, on_result=None) -> list | None:
     """[function(*args) for args in calls] from a forkserver worker pool, in order; None when no
     pool could run them (the caller then works in its own process), with the reason logged.
 
-    Workers fork from a clean single-threaded server that has imported the heavy modules once:
-    safe under threaded parents (Dagster) and fast to start. They need only the package's
-    modules, so when __main__ is a script that runs code at import (no
-    `if __name__ == "__main__":` guard) they start without re-importing it, instead of rerunning
-    the script and failing in its bootstrapping phase. `on_result` sees each result as it is
-    collected (progress bars)."""
+    Workers fork from a clean single-threaded server that has imported WORKER_MODULES once:
+    safe under threaded parents (Dagster) and fast to start; inside kept_pools() the same
+    workers serve every call. They need only the package's modules, so when __main__ is a
+    script that runs code at import (no `if __name__ == "__main__":` guard) they start without
+    re-importing it, instead of rerunning the script and failing in its bootstrapping phase.
+    `on_result` sees each result as it is collected (progress bars)."""
     if "forkserver" not in multiprocessing.get_all_start_methods():
         log.warning("running in one process: no forkserver start method on this platform")
         return None
     context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(preload)
+    context.set_forkserver_preload(list(WORKER_MODULES))
     script = main_script()
     unguarded = script is not None and runs_code_at_import(script.read_text(errors="replace"))
     if unguarded:
         log.info("%s runs code at import (no __main__ guard): workers start without "
                  "re-importing it", script)
+    pool, owned = _pool(workers, context)
     try:
-        pool = ProcessPoolExecutor(workers, mp_context=context, initializer=initializer)
         try:
             with _main_hidden(unguarded):
                 # forkserver pools start workers during submit(), never later
@@ -89,9 +155,11 @@ def run_in_pool(function, calls: list[tuple], workers: int, preload: list[str],
                     on_result(results[-1])
         except BaseException:
             # Ctrl-C or a failure: drop the queued calls instead of finishing them all first
+            _forget(pool)
             pool.shutdown(wait=True, cancel_futures=True)
             raise
-        pool.shutdown(wait=True)
+        if owned:
+            pool.shutdown(wait=True)
         return results
     except BrokenProcessPool as error:
         log.warning("running in one process: the worker pool broke (%s)", error)
@@ -141,8 +209,8 @@ def _plain(results) -> list:
 
 
 def run_chunks(step: str, function, context: tuple, jobs: list, *, ledger: ChunkLedger | None,
-               workers: int = 0, chunk_size: int = 16, preload: tuple[str, ...] = (),
-               initializer=None, count: ChunkCount | None = None, on_chunk=None,
+               workers: int = 0, chunk_size: int = 16, count: ChunkCount | None = None,
+               on_chunk=None,
                still_valid=None, min_pool_jobs: int = MIN_POOL_JOBS, on_fresh=None,
                label: str = "") -> list:
     """[function(*context, chunk) for each chunk of jobs], flattened in job order: in a process
@@ -181,11 +249,11 @@ def run_chunks(step: str, function, context: tuple, jobs: list, *, ledger: Chunk
             on_chunk(state["computed"])
 
     try:
-        workers = min(workers or os.cpu_count() or 1, len(todo))
-        if workers > 1 and sum(len(chunks[k]) for k in todo) >= min_pool_jobs:
+        cap = workers or os.cpu_count() or 1  # the pool's size: the same for every step
+        if min(cap, len(todo)) > 1 and sum(len(chunks[k]) for k in todo) >= min_pool_jobs:
             order = iter(todo)
-            run_in_pool(function, [(*context, chunks[k]) for k in todo], workers, list(preload),
-                        initializer, on_result=lambda out: finished(next(order), out))
+            run_in_pool(function, [(*context, chunks[k]) for k in todo], cap,
+                        on_result=lambda out: finished(next(order), out))
         for k in todo:  # one core, one chunk, or a pool that broke part way: the rest here
             if results[k] is None:
                 finished(k, function(*context, chunks[k]))

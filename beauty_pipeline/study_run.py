@@ -19,6 +19,7 @@ from beauty_pipeline.assets.common import CODE_VERSION, GPU_POOL
 from beauty_pipeline.definitions import defs
 from beauty_pipeline.demo.synthetic import DemoSpec
 from beauty_pipeline.lanes import overlapped, pool_is_limited
+from beauty_pipeline.parallel import kept_pools
 from beauty_pipeline.resources import (
     DemoDataResource,
     FacePreprocessing,
@@ -277,6 +278,7 @@ class Steps:
             return None
 
 
+@kept_pools()  # the pass's data steps share one set of pool workers
 def full_pass(instance: DagsterInstance, plan, log: Callable[[str], None] = print,
               ledger: StepLedger | None = None, overlap: bool | None = None) -> PassReport:
     """ranking -> persons -> study set -> variants -> classifiers and their audits -> report.

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from beauty_pipeline import parallel
 from beauty_pipeline.data import variants
 from beauty_pipeline.data.backgrounds import (
     PLATE_WORK_SIDE,
@@ -28,7 +29,7 @@ from beauty_pipeline.data.split import SplitSettings, build_study_set
 from beauty_pipeline.data.variants import VariantSettings, build_variant
 from beauty_pipeline.demo.synthetic import DemoSpec
 from beauty_pipeline.demo.zoo import world_faces
-from beauty_pipeline.parallel import ChunkCount, run_chunks
+from beauty_pipeline.parallel import ChunkCount, kept_pools, pools_started, run_chunks
 from beauty_pipeline.storage import ChunkLedger, ImageStore
 
 REPO = Path(__file__).resolve().parents[1]
@@ -53,9 +54,33 @@ def test_pool_builds_the_same_variants_as_one_process(tmp_path, pooled):
     for background in ("original", "white", "random"):
         one = build_variant(serial_study, background, serial_store, None,
                             VariantSettings(workers=1))
+        started = pools_started()
         two = build_variant(pool_study, background, pool_store, None, VariantSettings(workers=2))
+        assert pools_started() - started == 1  # one set of workers for every step of the build
+        pooled_steps = [s for s, w in two.work.steps.items() if w["chunks_computed"] > 1]
+        assert len(pooled_steps) >= 3, two.work.steps
         pd.testing.assert_frame_equal(one.manifest, two.manifest)
         assert one.work.computed == two.work.computed > 4
+
+
+def test_kept_pools_share_one_pool_across_builds_and_close_it(tmp_path, pooled):
+    study, store = make_study(tmp_path)
+    started = pools_started()
+    with kept_pools():
+        for background in ("original", "white", "random"):
+            build_variant(study, background, store, None, VariantSettings(workers=2))
+        assert pools_started() - started == 1
+    assert not parallel._KEPT  # closed with the outermost scope
+
+
+def test_random_plates_come_from_another_photo_of_the_same_split():
+    study = pd.DataFrame({"split": ["train", "test", "train", "train", "test", "test"]})
+    donors = variants.plate_donors(study, [0, 1, 3, 4, 5])
+    rng = np.random.default_rng(0)
+    for i, split in [(0, "train"), (2, "train"), (4, "test"), (1, "test")]:
+        drawn = {donors.draw(i, split, rng) for _ in range(200)}
+        expected = {j for j in [0, 1, 3, 4, 5] if study.at[j, "split"] == split and j != i}
+        assert drawn == expected
 
 
 def _arrays(store: ImageStore, keys) -> list[np.ndarray]:
@@ -172,7 +197,7 @@ def test_run_chunks_pool_equals_serial_and_the_ledger_is_read_back(tmp_path):
     count = ChunkCount()
     ledger = ChunkLedger(tmp_path / "ledger")
     pooled = run_chunks("squares", _square, (3,), jobs, ledger=ledger, workers=2, chunk_size=7,
-                        preload=("beauty_pipeline.parallel",), count=count, min_pool_jobs=1)
+                        count=count, min_pool_jobs=1)
     assert pooled == serial == [[x, 3 * x * x] for x in jobs]
     assert (count.computed, count.reused) == (8, 0)
     again = ChunkCount()

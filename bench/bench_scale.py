@@ -140,9 +140,26 @@ def rendered(spec: DemoSpec, store: ImageStore, cache: Path | None) -> pd.DataFr
     return pd.read_parquet(folder / "faces.parquet")
 
 
+def one_pass_pools():
+    """The CLI pass's pool scope (one set of workers for every data stage) where this checkout
+    has it; nothing where it does not."""
+    try:
+        from beauty_pipeline.parallel import kept_pools
+    except ImportError:
+        return contextlib.nullcontext()
+    return kept_pools()
+
+
 def run_size(images: int, size: int, seed: int, workers: int, root: Path,
              cache: Path | None = None) -> list[StageCost]:
-    """Every data stage once, on a fresh store, for one study size."""
+    """Every data stage once, on a fresh store, for one study size (pools kept for the whole
+    size, as `beauty-pipeline study` keeps them for its pass)."""
+    with one_pass_pools():
+        return _run_size(images, size, seed, workers, root, cache)
+
+
+def _run_size(images: int, size: int, seed: int, workers: int, root: Path,
+              cache: Path | None = None) -> list[StageCost]:
     store = ImageStore(root / "images")
     spec = spec_for(images, size, seed)
     faces, render = timed("render photos", images, lambda: rendered(spec, store, cache))

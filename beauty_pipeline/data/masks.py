@@ -92,12 +92,6 @@ def _segment(segmenter, store: ImageStore, jobs) -> int:
 _WORKER: dict = {}
 
 
-def _init_worker() -> None:
-    """One thread per worker for OpenCV and onnxruntime: the pool, not each library, uses cores."""
-    cv2.setNumThreads(1)
-    os.environ["OMP_NUM_THREADS"] = "1"
-
-
 def _segment_batch(store_root: str, spec: tuple, jobs: list) -> int:
     """Pool task: the worker's segmenter (rembg session made once per process) on a batch."""
     from beauty_pipeline.vision.segmentation import segmenter_from_spec
@@ -110,11 +104,11 @@ def _segment_batch(store_root: str, spec: tuple, jobs: list) -> int:
 def compute_masks(jobs, store: ImageStore, segmenter, workers: int = 0) -> int:
     """Segment the images whose masks are missing (in a process pool when it pays); the count."""
     todo = missing_masks(jobs, store)
-    workers = min(workers or available_cpus(), -(-len(todo) // BATCH))
+    cap = workers or available_cpus()
     spec = getattr(segmenter, "spec", None)
-    if spec is not None and workers > 1 and len(todo) >= MIN_POOL_MASKS:
+    if spec is not None and min(cap, -(-len(todo) // BATCH)) > 1 and len(todo) >= MIN_POOL_MASKS:
         batches = [(str(store.root), spec, todo[i:i + BATCH]) for i in range(0, len(todo), BATCH)]
-        if run_in_pool(_segment_batch, batches, workers, [__name__], _init_worker) is not None:
+        if run_in_pool(_segment_batch, batches, cap) is not None:
             return len(todo)
         todo = missing_masks(todo, store)  # the pool broke: finish what it left here
     return _segment(segmenter, store, todo)

@@ -23,7 +23,6 @@ import numpy as np
 import pandas as pd
 from scipy.stats import mannwhitneyu
 
-from beauty_pipeline.data.masks import _init_worker
 from beauty_pipeline.data.parity import CLASS_NAMES
 from beauty_pipeline.parallel import run_chunks
 from beauty_pipeline.storage import ChunkLedger, ImageStore
@@ -247,8 +246,7 @@ def match_quality(faces: pd.DataFrame, store: ImageStore, quantile: float = MATC
              float(row["jpeg_quality"])] for _, row in faces.iterrows()]
     made = run_chunks("quality match", _match_chunk, (str(store.root), target_px, target_q), jobs,
                       ledger=ChunkLedger(store.root / "chunk-ledger"), workers=workers,
-                      chunk_size=16, preload=("beauty_pipeline.data.quality",),
-                      initializer=_init_worker, min_pool_jobs=MIN_POOL_IMAGES)
+                      chunk_size=16, min_pool_jobs=MIN_POOL_IMAGES)
     keys, applied, face_px, quality, sharpness = (list(column) for column in zip(*made,
                                                                                    strict=True))
     faces["match_quantile"] = float(quantile)

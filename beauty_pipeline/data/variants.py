@@ -23,14 +23,13 @@ from beauty_pipeline.data.counterfactual import (
     sample_sets,
 )
 from beauty_pipeline.data.masks import (
-    _init_worker,
     compute_masks,
     mask_jobs,
     stored_mask_key,
 )
 from beauty_pipeline.data.plates import plate_chunk
 from beauty_pipeline.data.split import SPLITS, balance_split
-from beauty_pipeline.parallel import ChunkCount, run_chunks
+from beauty_pipeline.parallel import ChunkCount, kept_pools, run_chunks
 from beauty_pipeline.storage import ChunkLedger, ImageStore, frame_digest
 
 
@@ -83,7 +82,6 @@ def person_mask_keys(study: pd.DataFrame, store: ImageStore, segmenter,
     return keys, ["known" if exact else detail for exact in known]
 
 
-PRELOAD = ("beauty_pipeline.data.variants",)
 CHUNK = 16  # images per pool task and per ledger entry
 MIN_POOL_IMAGES = 64  # fewer images than this to compute in a step: this process makes them
 
@@ -93,7 +91,7 @@ def _chunked(step: str, function, store: ImageStore, jobs: list, settings: Varia
     """One per-image step of a variant over the pool, resumable through the store's ledger."""
     return run_chunks(step, function, (str(store.root),), jobs,
                       ledger=ChunkLedger(store.root / "chunk-ledger"), workers=settings.workers,
-                      chunk_size=CHUNK, preload=PRELOAD, initializer=_init_worker, count=count,
+                      chunk_size=CHUNK, count=count,
                       on_chunk=on_chunk, still_valid=lambda out: _keys_stored(store, out),
                       min_pool_jobs=MIN_POOL_IMAGES, on_fresh=on_fresh,
                       label=f"{background} variant: {step}" if background else step)
@@ -121,13 +119,22 @@ def _variant_chunk(store_root: str, jobs: list) -> list:
     store = ImageStore(store_root)
     out = []
     for background, image_key, mask_key, plate in jobs:
+        if background == "original" and _is_png(image_key) and _is_png(mask_key):
+            out.append([image_key, mask_key])  # already stored as they are: nothing to make
+            continue
         image, mask = store.load(image_key), store.load(mask_key, "L")
         if background == "white":
             image = on_white(image, mask)
         elif background == "random":
             image = composite(image, mask, store.load(plate))
-        out.append([store.put_array(image), store.put_array(mask)])
+        out.append([store.put_array(image),
+                    mask_key if _is_png(mask_key) else store.put_array(mask)])
     return out
+
+
+def _is_png(key: str) -> bool:
+    """A store key of losslessly stored pixels (no suffix: PNG), which need no re-encoding."""
+    return "." not in key
 
 
 def _background_sum_chunk(store_root: str, jobs: list) -> list:
@@ -173,6 +180,7 @@ def stored_sample(store: ImageStore, ref: tuple) -> TestSample:
                       label, person, box, store.load(face_key, "L") if face_key else None)
 
 
+@kept_pools()  # one set of workers for all the build's steps
 def build_variant(study: pd.DataFrame, background: str, store: ImageStore, segmenter,
                   settings: VariantSettings, on_chunk=None) -> VariantResult:
     """Make one background variant; mask QA drops implausible masks before rebalancing.
@@ -201,12 +209,11 @@ def build_variant(study: pd.DataFrame, background: str, store: ImageStore, segme
     plates, computed = _plates(study, plated, mask_keys, background, store, settings, count,
                                on_chunk)
     jobs, draws = [], {}
+    donors = plate_donors(study, plated)
     for i in kept:
         plate = ""
         if background == "random":
-            split = study.at[i, "split"]
-            pool = [j for j in plated if study.at[j, "split"] == split and j != i]
-            draws[i] = pool[int(rng.integers(len(pool)))]
+            draws[i] = donors.draw(i, str(study.at[i, "split"]), rng)
             plate = plates[draws[i]]
         jobs.append((background, str(study.at[i, "image_key"]), mask_keys[i], plate))
     made = _chunked("images", _variant_chunk, store, jobs, settings, count, on_chunk,
@@ -227,6 +234,34 @@ def build_variant(study: pd.DataFrame, background: str, store: ImageStore, segme
     manifest = manifest.drop(columns=["plate_key"])
     return VariantResult(manifest, dropped.reset_index(drop=True), segmenter_label(backends),
                          count, computed)
+
+
+@dataclass
+class PlateDonors:
+    """The photos whose plates a split's random composites draw from, in study order."""
+
+    by_split: dict[str, list[int]]
+    position: dict[int, int]
+
+    def draw(self, i: int, split: str, rng: np.random.Generator) -> int:
+        """Another photo of the same split, uniformly (the same draw as from the list without
+        i, in linear rather than quadratic time over a variant)."""
+        donors = self.by_split[split]
+        at = self.position.get(i)  # i itself is a donor of its own split when it is plated
+        pick = int(rng.integers(len(donors) - (at is not None)))
+        return donors[pick + 1 if at is not None and pick >= at else pick]
+
+
+def plate_donors(study: pd.DataFrame, plated: list[int]) -> PlateDonors:
+    """Index the plated photos by split once per variant."""
+    by_split: dict[str, list[int]] = {}
+    position: dict[int, int] = {}
+    splits = study["split"].astype(str)
+    for j in plated:
+        donors = by_split.setdefault(splits.iat[j], [])
+        position[j] = len(donors)
+        donors.append(j)
+    return PlateDonors(by_split, position)
 
 
 def _plates(study: pd.DataFrame, plated: list[int], mask_keys: list[str], background: str,

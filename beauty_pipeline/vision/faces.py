@@ -88,11 +88,6 @@ def _models(config: FaceConfig, detector_path: str):
     return _WORKER["detector"], _WORKER["hopenet"]
 
 
-def _init_worker():
-    """One OpenCV thread per worker process: the pool, not OpenCV, uses the cores."""
-    cv2.setNumThreads(1)
-
-
 def _empty_result(row_id, key: str) -> dict:
     return {"row_id": row_id, "source_key": key, "drop_reason": "", "detail": "", "n_faces": 0,
             "det_score": np.nan, "face_px": np.nan, "yaw": np.nan, "pitch": np.nan,
@@ -196,8 +191,9 @@ def _run(items: list[tuple], store: ImageStore, config: FaceConfig, detector_pat
         done += len(rows)
         progress.emit("face detection", done, len(items))
 
-    results = run_in_pool(_process_batch, [(batch, *args) for batch in batches], workers,
-                          [__name__, "scipy.fftpack"], _init_worker, advance) \
+    pool_size = config.workers or available_cpus()  # the same size as every other step's
+    results = run_in_pool(_process_batch, [(batch, *args) for batch in batches], pool_size,
+                          advance) \
         if workers > 1 else None
     if results is None:
         done, results = 0, []
