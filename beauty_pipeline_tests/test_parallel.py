@@ -136,10 +136,23 @@ def test_materialize_from_a_script_without_main_guard(tmp_path):
 def test_a_broken_pool_says_so_and_leaves_the_work_to_the_caller(caplog):
     from beauty_pipeline.parallel import run_in_pool
 
-    assert run_in_pool(pow, [(2, 3), (3, 2)], 2, []) == [8, 9]
+    assert run_in_pool(pow, [(2, 3), (3, 2)], 2) == [8, 9]
     with caplog.at_level("WARNING", logger="beauty_pipeline.parallel"):
-        assert run_in_pool(os._exit, [(3,), (3,)], 2, []) is None  # a worker dies
+        assert run_in_pool(os._exit, [(3,), (3,)], 2) is None  # a worker dies
     assert "running in one process: the worker pool broke" in caplog.text
+
+
+def test_a_kept_pool_serves_every_call_and_a_broken_one_is_replaced():
+    from beauty_pipeline.parallel import kept_pools, pools_started, run_in_pool
+
+    started = pools_started()
+    with kept_pools():
+        assert run_in_pool(pow, [(2, 3), (3, 2)], 2) == [8, 9]
+        assert run_in_pool(pow, [(2, 5)], 2) == [32]
+        assert pools_started() - started == 1
+        assert run_in_pool(os._exit, [(3,), (3,)], 2) is None  # the kept pool breaks
+        assert run_in_pool(pow, [(2, 4)], 2) == [16]  # a fresh one takes its place
+        assert pools_started() - started == 2
 
 
 def test_a_failing_call_drops_the_queued_work_instead_of_finishing_it(tmp_path):
@@ -153,7 +166,7 @@ def test_a_failing_call_drops_the_queued_work_instead_of_finishing_it(tmp_path):
     calls = [(["false"],)] + [(["sh", "-c", f"sleep 0.3; touch {tmp_path}/{i}"],)
                               for i in range(40)]
     with pytest.raises(subprocess.CalledProcessError):
-        run_in_pool(subprocess.check_call, calls, 2, [])
+        run_in_pool(subprocess.check_call, calls, 2)
     done = len(list(tmp_path.iterdir()))
     time.sleep(1)
     assert len(list(tmp_path.iterdir())) == done < 10  # 40 without cancelling; none run later
