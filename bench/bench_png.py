@@ -1,0 +1,70 @@
+"""PNG writer for the image store: Pillow at zlib level 1 (before) vs OpenCV level 1 + RLE (now).
+
+Encodes and decodes the same synthetic 224 px demo faces both ways, interleaved in one process,
+and prints ms per image (best and median of the rounds), bytes per image and whether every
+decoded image equals its source.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import time
+
+import cv2
+import numpy as np
+from PIL import Image
+
+from beauty_pipeline.demo.synthetic import DemoSpec, demo_person_photos, person_name
+from beauty_pipeline.storage import encode_png
+from beauty_pipeline.vision.decode import to_rgb8
+
+
+def pillow_png(image: np.ndarray) -> bytes:
+    """The store's writer before: Pillow, zlib level 1."""
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, format="PNG", compress_level=1)
+    return buffer.getvalue()
+
+
+def decoded(data: bytes) -> np.ndarray:
+    """The store's reader (Pillow, then the decoder's RGB conversion)."""
+    with Image.open(io.BytesIO(data)) as image:
+        return to_rgb8(image)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--size", type=int, default=224)
+    parser.add_argument("--images", type=int, default=12)
+    parser.add_argument("--rounds", type=int, default=5)
+    args = parser.parse_args()
+    cv2.setNumThreads(1)
+    _, faces = demo_person_photos(DemoSpec(image_size=args.size, photos_per_person=args.images),
+                                  person_name(0))
+    images = [face.image for face in faces]
+    times = {name: {"write": [], "read": []} for name in ("pillow", "opencv")}
+    sizes, exact = {}, {}
+    for _ in range(args.rounds):
+        for name, write in (("pillow", pillow_png), ("opencv", encode_png)):
+            start = time.perf_counter()
+            encoded = [write(image) for image in images]
+            times[name]["write"].append((time.perf_counter() - start) / len(images))
+            start = time.perf_counter()
+            back = [decoded(data) for data in encoded]
+            times[name]["read"].append((time.perf_counter() - start) / len(images))
+            sizes[name] = sum(map(len, encoded)) / len(images)
+            exact[name] = all(np.array_equal(a, b) for a, b in zip(images, back, strict=True))
+    print("| writer | write ms (best / median) | read ms (best / median) | bytes | lossless |")
+    print("|---|---:|---:|---:|---|")
+    for name, spent in times.items():
+        write, read = (np.asarray(spent[k]) * 1000 for k in ("write", "read"))
+        print(f"| {name} | {write.min():.2f} / {np.median(write):.2f} | {read.min():.2f} / "
+              f"{np.median(read):.2f} | {sizes[name]:.0f} | {exact[name]} |")
+    ratio = np.median(times["pillow"]["write"]) / np.median(times["opencv"]["write"])
+    print(f"\nopencv / pillow write speed (median): {ratio:.2f}x")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
