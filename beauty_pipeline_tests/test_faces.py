@@ -102,7 +102,7 @@ def test_study_mode_takes_ordinary_aligned_crops_as_they_are(cases, yunet_model)
     study = FaceConfig(detector_model_path=str(yunet_model), workers=1, preprocessing="study")
     rows = pd.DataFrame({"image_key": [photos["kept"], photos["small"]],
                          "person": ["ff-1", "ff-2"], "age": ["20-29", "3-9"]})
-    kept, report = process_photos(rows, store, study, looks=0, source="fairface")
+    kept, report = process_photos(rows, store, study, person="", looks=0, source="fairface")
     assert (report["drop_reason"] == "").all()  # no filter on the ordinary side, as in the study
     assert kept["image_key"].tolist() == rows["image_key"].tolist()  # not re-cropped
     assert set(kept["preprocessing"]) == {"as_is(study)"}
@@ -162,3 +162,37 @@ def test_empty_input_and_bad_config_are_clear(tmp_path, yunet_model):
         FaceConfig(pose_backend="hopenet")
     with pytest.raises(ValueError, match="'looks'"):
         process_photos([("a", "k")], ImageStore(tmp_path), config, person="p")
+
+
+def test_a_stopped_face_stage_resumes_from_its_last_finished_chunk(tmp_path, yunet_model,
+                                                                  monkeypatch):
+    """Stopped after two chunks, the rerun detects only the photos of the chunks not finished,
+    and ends with the same faces as an uninterrupted run."""
+    from beauty_pipeline.vision import faces as stage
+
+    data = require_shared("data")
+    photos = sorted((data / "fairface_margin025" / "val").glob("*.jpg"))[:10]
+    config = FaceConfig(detector_model_path=str(yunet_model), workers=1, batch_size=2)
+    whole_store = ImageStore(tmp_path / "whole" / "images")
+    items = [(p.stem, whole_store.put_bytes(p.read_bytes(), "jpg")) for p in photos]
+    whole, _ = process_photos(items, whole_store, config, person="", looks=0, source="fairface")
+
+    store = ImageStore(tmp_path / "stopped" / "images")
+    items = [(p.stem, store.put_bytes(p.read_bytes(), "jpg")) for p in photos]
+    real, seen = stage._process_one, []
+
+    def counted(row_id, *args, **kwargs):
+        seen.append(row_id)
+        if len(seen) > 4:  # two chunks of two finished, the third interrupted
+            raise KeyboardInterrupt
+        return real(row_id, *args, **kwargs)
+
+    monkeypatch.setattr(stage, "_process_one", counted)
+    with pytest.raises(KeyboardInterrupt):
+        process_photos(items, store, config, person="", looks=0, source="fairface")
+    seen.clear()
+    monkeypatch.setattr(stage, "_process_one", lambda row_id, *a, **k: (seen.append(row_id),
+                                                                          real(row_id, *a, **k))[1])
+    resumed, _ = process_photos(items, store, config, person="", looks=0, source="fairface")
+    assert seen == [p.stem for p in photos[4:]]  # the four finished photos are not redone
+    pd.testing.assert_frame_equal(resumed, whole)

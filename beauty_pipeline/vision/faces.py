@@ -9,12 +9,11 @@ import cv2
 import numpy as np
 import pandas as pd
 
-from beauty_pipeline import progress
 from beauty_pipeline.data.schema import conform
 from beauty_pipeline.modelfiles import YUNET, obtain_model_file
-from beauty_pipeline.parallel import run_in_pool
+from beauty_pipeline.parallel import run_chunks
 from beauty_pipeline.settings import available_cpus
-from beauty_pipeline.storage import ImageStore
+from beauty_pipeline.storage import ChunkLedger, ImageStore
 from beauty_pipeline.vision.crop import ALIGNED_PRIOR_BOX, padded_fraction, square_crop
 from beauty_pipeline.vision.decode import DEFAULT_MAX_PIXELS, ImageDecodeError, decode_photo
 from beauty_pipeline.vision.dedup import DEFAULT_THRESHOLD as DEDUP_THRESHOLD
@@ -172,35 +171,38 @@ def _process_batch(batch: list[tuple], store_root: str, config_items: dict,
             for row_id, key, as_is in batch]
 
 
-def _worker_count(config: FaceConfig, items: int) -> int:
-    workers = config.workers or available_cpus()
-    if items < config.min_pool_images:
-        return 1
-    return max(1, min(workers, -(-items // config.batch_size)))
+FACE_STAGE_VERSION = 1  # part of every chunk's ledger id: raise it when _process_one changes
+
+
+def _json_safe(value):
+    """A result row's value as JSON keeps it (numpy scalars to Python, tuples to lists), so a
+    chunk read back from the ledger equals one computed now."""
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (tuple, list)):
+        return [_json_safe(v) for v in value]
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def _face_chunk(store_root: str, config_items: dict, detector_path: str, version: int,
+                batch: list) -> list[dict]:
+    """Pool task: one chunk of photos, its rows JSON-safe for the chunk ledger."""
+    return [_json_safe(row) for row in _process_batch(batch, store_root, config_items,
+                                                       detector_path)]
 
 
 def _run(items: list[tuple], store: ImageStore, config: FaceConfig, detector_path: str) -> list:
-    """Run batches in a process pool, or in this process when that pays better."""
-    batches = [items[i:i + config.batch_size] for i in range(0, len(items), config.batch_size)]
-    workers = _worker_count(config, len(items))
-    args = (str(store.root), asdict(config), detector_path)
-    done = 0
-
-    def advance(rows: list) -> None:
-        nonlocal done
-        done += len(rows)
-        progress.emit("face detection", done, len(items))
-
-    pool_size = config.workers or available_cpus()  # the same size as every other step's
-    results = run_in_pool(_process_batch, [(batch, *args) for batch in batches], pool_size,
-                          advance) \
-        if workers > 1 else None
-    if results is None:
-        done, results = 0, []
-        for batch in batches:
-            results.append(_process_batch(batch, *args))
-            advance(results[-1])
-    return [row for batch in results for row in batch]
+    """Every photo through the face stage in chunks, over the pool when it pays; finished
+    chunks are kept in the store's ledger, so a stopped stage resumes where it was."""
+    settings = {k: v for k, v in asdict(config).items() if k != "workers"}
+    jobs = [[_json_safe(row_id), str(key), bool(as_is)] for row_id, key, as_is in items]
+    return run_chunks("face stage", _face_chunk, (str(store.root), settings, detector_path,
+                                                  FACE_STAGE_VERSION), jobs,
+                      ledger=ChunkLedger(store.root / "chunk-ledger"),
+                      workers=config.workers or available_cpus(), chunk_size=config.batch_size,
+                      min_pool_jobs=config.min_pool_images, label="face detection",
+                      still_valid=lambda rows: all(not r["image_key"] or store.exists(r["image_key"])
+                                                   for r in rows))
 
 
 def _input_frame(images, defaults: dict) -> pd.DataFrame:
