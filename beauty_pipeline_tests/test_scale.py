@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+from dataclasses import replace
 from pathlib import Path
 
 import cv2
@@ -270,3 +271,36 @@ def test_quality_matching_over_the_pool_equals_one_process(tmp_path, monkeypatch
     assert one["quality_match"].str.contains("jpeg").all()
     again, _ = quality.match_quality(faces, serial_store, workers=1)  # read from the ledger
     pd.testing.assert_frame_equal(again, one)
+
+
+def test_profile_sets_over_the_pool_equal_one_process(monkeypatch):
+    """The profile families' swapped test sets, chunked over two workers, are the arrays one
+    process makes (the noise move draws by the image's place in the whole set)."""
+    from beauty_pipeline.data import families
+    from beauty_pipeline.demo.synthetic import demo_person_photos, person_name
+
+    _, faces = demo_person_photos(DemoSpec(image_size=48, photos_per_person=20), person_name(0))
+    images = np.stack([f.image for f in faces])
+    masks = np.stack([f.person_mask for f in faces])
+    widths = [float(f.face_box[2] - f.face_box[0]) for f in faces]
+    centres = [((f.face_box[0] + f.face_box[2]) / 2, (f.face_box[1] + f.face_box[3]) / 2)
+               for f in faces]
+    profiles = [families.class_profile(images[:10], np.asarray(widths[:10]), masks[:10],
+                                       centres[:10]),
+                families.class_profile(images[10:], np.asarray(widths[10:]), masks[10:],
+                                       centres[10:])]
+    profiles[0] = replace(profiles[0], noise=profiles[0].noise + 12.0)  # the noise move draws
+    labels = np.array([0, 1] * 10)
+    monkeypatch.setattr(families, "PROFILE_CHUNK", 6)
+    monkeypatch.setattr(families, "MIN_POOL_PROFILE_IMAGES", 1)
+    started = pools_started()
+    pooled = families.profile_sets(images, profiles, labels, widths, centres, masks, 3, workers=2)
+    assert pools_started() - started == 1
+    serial = families.profile_sets(images, profiles, labels, widths, centres, masks, 3, workers=1)
+    whole = {f: tuple(families.to_profile(f, images, profiles, t, widths, centres, masks, 3)
+                      for t in (labels, 1 - labels)) for f in families.PROFILE_FAMILIES}
+    for family in families.PROFILE_FAMILIES:
+        for k in (0, 1):
+            assert np.array_equal(pooled[family][k], whole[family][k]), family
+            assert np.array_equal(serial[family][k], whole[family][k]), family
+    assert not np.array_equal(whole["noise"][1], images)  # the noise move did move them

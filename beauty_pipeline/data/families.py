@@ -383,9 +383,10 @@ PROFILE_FAMILIES = ("quality", "geometry", "colour", "compression", "position", 
 def to_profile(family: str, images: Batch, profiles: Sequence[ClassProfile],
                targets: Sequence[int], face_widths: Sequence[float],
                centres: Sequence[tuple[float, float] | None],
-               masks: np.ndarray | None = None, seed: int = 0) -> Batch:
+               masks: np.ndarray | None = None, seed: int = 0, first: int = 0) -> Batch:
     """Each image moved to the profile of class targets[i] along one family (masks: the person
-    masks (N, H, W) the colour move reads; seed: the noise move's draws)."""
+    masks (N, H, W) the colour move reads; seed: the noise move's draws; first: the index of
+    images[0] in the whole set, so a chunk draws the noise the whole set would)."""
     if family not in PROFILE_FAMILIES:
         raise ValueError(f"no profile probe for family {family!r}; expected {PROFILE_FAMILIES}")
     out = []
@@ -406,5 +407,43 @@ def to_profile(family: str, images: Batch, profiles: Sequence[ClassProfile],
         elif family == "border":
             out.append(to_border(image, profile.border, profile.border_colour))
         else:
-            out.append(to_noise(image, profile.noise, seed * 100_003 + i))
+            out.append(to_noise(image, profile.noise, seed * 100_003 + first + i))
     return np.stack(out) if out else np.asarray(images)
+
+
+PROFILE_CHUNK = 32  # test images per pool task of profile_sets
+MIN_POOL_PROFILE_IMAGES = 128  # fewer: this process moves them (a pool's start costs more)
+
+
+def _profile_chunk(profiles, labels, widths, centres, images, masks, seed: int,
+                   first: int) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Pool task: one chunk of test images moved to its own and to the other class's profile,
+    family by family."""
+    return {family: tuple(to_profile(family, images, profiles, targets, widths, centres, masks,
+                                     seed, first) for targets in (labels, 1 - labels))
+            for family in PROFILE_FAMILIES}
+
+
+def profile_sets(images: np.ndarray, profiles: Sequence[ClassProfile], labels: np.ndarray,
+                 widths: Sequence[float], centres: Sequence, masks: np.ndarray | None,
+                 seed: int, workers: int = 0) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Every profile family's own- and other-class versions of the test images, in chunks over
+    the process pool when there are enough (the same arrays as in one process)."""
+    from beauty_pipeline.parallel import run_in_pool
+    from beauty_pipeline.settings import available_cpus
+
+    labels = np.asarray(labels)
+    starts = list(range(0, len(images), PROFILE_CHUNK))
+    calls = [(profiles, labels[a:a + PROFILE_CHUNK], list(widths[a:a + PROFILE_CHUNK]),
+              list(centres[a:a + PROFILE_CHUNK]), np.asarray(images[a:a + PROFILE_CHUNK]),
+              None if masks is None else masks[a:a + PROFILE_CHUNK], seed, a) for a in starts]
+    cap = workers or available_cpus()
+    chunks = None
+    if cap > 1 and len(calls) > 1 and len(images) >= MIN_POOL_PROFILE_IMAGES:
+        chunks = run_in_pool(_profile_chunk, calls, cap)
+    if chunks is None:  # one core, few images, or a pool that broke: here
+        chunks = [_profile_chunk(*call) for call in calls]
+    if not chunks:
+        return {family: (np.asarray(images), np.asarray(images)) for family in PROFILE_FAMILIES}
+    return {family: tuple(np.concatenate([chunk[family][k] for chunk in chunks])
+                          for k in (0, 1)) for family in PROFILE_FAMILIES}

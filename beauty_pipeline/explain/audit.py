@@ -23,7 +23,7 @@ from beauty_pipeline.data.families import (
     apply,
     class_profile,
     matched_probes,
-    to_profile,
+    profile_sets,
 )
 from beauty_pipeline.explain.facemass import area_ratio, face_mass, face_regions, source_counts
 from beauty_pipeline.explain.gradcam import explain_predicted_and_true
@@ -356,9 +356,7 @@ def _build_profile_swaps(manifest: pd.DataFrame, store: ImageStore, side: int, s
     labels = rows["looks"].to_numpy()
     widths, centres = face_geometry(rows, store, side)
     masks = person_masks(rows, store, side)
-    sets = {family: tuple(to_profile(family, original, profiles, targets, widths, centres, masks,
-                                     seed) for targets in (labels, 1 - labels))
-            for family in PROFILE_FAMILIES}
+    sets = profile_sets(original, profiles, labels, widths, centres, masks, seed)
     return sets, {CLASS_NAMES[c]: profiles[c].as_dict() for c in (0, 1)}
 
 
