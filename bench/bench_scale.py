@@ -167,9 +167,13 @@ def _run_size(images: int, size: int, seed: int, workers: int, root: Path,
                          lambda: build_study_set(faces, store, SplitSettings(seed=seed)))
     costs = [render, split]
     for background in BACKGROUNDS:
-        _, cost = timed(f"variant {background}", len(study), lambda b=background: build_variant(
-            study, b, store, None, variant_settings(seed, workers)))
+        result, cost = timed(f"variant {background}", len(study), lambda b=background:
+                             build_variant(study, b, store, None, variant_settings(seed, workers)))
         costs.append(cost)
+        steps = getattr(getattr(result, "work", None), "steps", {})  # where the checkout has it
+        if steps:
+            print(f"       variant {background} steps (wall s): " + ", ".join(
+                f"{step} {done['wall_seconds']:.1f}" for step, done in steps.items()), flush=True)
     data = sum(c.wall for c in costs[1:])
     cpu = sum(c.cpu for c in costs[1:])
     costs.append(StageCost("data stages (after render)", len(study), data, cpu / data, cpu,
