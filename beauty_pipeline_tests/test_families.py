@@ -198,3 +198,38 @@ def test_matched_probes_cover_three_families_and_keep_shape():
     assert {p.family for p in probes} == {"quality", "geometry", "colour"}
     for probe in probes:
         assert probe.transform(image).shape == image.shape
+
+
+def _frame_width_whole_image(image, tolerance=3.0):
+    """The whole-image reading frame_width replaced (kept here as the reference)."""
+    pixels = np.asarray(image, np.float32)
+    flat = np.abs(pixels - pixels[0, 0]).max(axis=2) <= tolerance
+    limit = pixels.shape[0] // 3
+    runs = []
+    for line in (flat, flat[::-1], flat.T, flat.T[::-1]):
+        full = line.all(axis=1)[:limit]
+        runs.append(int(np.argmin(full)) if not full.all() else limit)
+    return min(runs)
+
+
+def test_frame_width_line_by_line_reads_what_the_whole_image_reading_did():
+    from beauty_pipeline.data.families import frame_width
+
+    rng = np.random.default_rng(0)
+    framed = 0
+    for n in range(300):
+        side = int(rng.integers(9, 120))
+        image = rng.integers(0, 255, (side, side, 3)).astype(np.uint8)
+        if n % 2:  # a frame of its own width on each side, sometimes with noise within tolerance
+            top, bottom, left, right = (int(rng.integers(0, side // 2)) for _ in range(4))
+            colour = rng.integers(0, 255, 3)
+            image[:top], image[side - bottom:] = colour, colour
+            image[:, :left], image[:, side - right:] = colour, colour
+            if n % 4 == 1:
+                image = np.clip(image.astype(int) + rng.integers(-3, 4, image.shape), 0,
+                                255).astype(np.uint8)
+        if n % 7 == 0:
+            image[:] = 90  # flat all over: the limit
+        framed += _frame_width_whole_image(image) > 0
+        assert frame_width(image) == _frame_width_whole_image(image), n
+    assert framed > 50

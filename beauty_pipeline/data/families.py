@@ -194,15 +194,20 @@ def frame_width(image: np.ndarray, tolerance: float = 3.0) -> int:
     """Width in pixels of a flat frame on all four sides (padding, letterbox, mat), 0 if none:
     rows and columns from each edge inward whose pixels all stay within `tolerance` of the corner
     colour (padding is flat to the level; a backdrop has noise); the thinnest side's run."""
-    pixels = np.asarray(image, np.float32)
-    colour = pixels[0, 0]
-    flat = np.abs(pixels - colour).max(axis=2) <= tolerance
+    pixels = np.asarray(image)
+    colour = np.asarray(pixels[0, 0], np.float32)
     limit = pixels.shape[0] // 3
-    runs = []
-    for line in (flat, flat[::-1], flat.T, flat.T[::-1]):
-        full = line.all(axis=1)[:limit]
-        runs.append(int(np.argmin(full)) if not full.all() else limit)
-    return min(runs)
+    edges = (lambda k: pixels[k], lambda k: pixels[-1 - k], lambda k: pixels[:, k],
+             lambda k: pixels[:, -1 - k])
+    width = limit
+    for line in edges:  # inward from each edge, line by line: most photos stop at the first
+        for k in range(width):
+            if np.abs(np.asarray(line(k), np.float32) - colour).max() > tolerance:
+                width = k
+                break
+        if width == 0:
+            break
+    return width
 
 
 def frame_colour(image: np.ndarray, width: int) -> np.ndarray:
