@@ -189,3 +189,23 @@ def test_a_mixed_image_keeps_its_own_photos_noise_level():
         own = noise_sigma(sample.image)
         for name in ("mixed_same", "mixed_other"):
             assert abs(noise_sigma(built.sets[name][i]) - own) < 4, (name, i, own)
+
+
+def test_feature_removal_is_telea_at_small_sizes_and_fills_only_the_regions_above():
+    """At or below 96 px removal is exactly TELEA (the zoo and demo sizes: their answers cannot
+    move); above, the reduced fill touches the regions and nothing else."""
+    import cv2
+
+    from beauty_pipeline.data.counterfactual import remove_regions
+
+    rng = np.random.default_rng(0)
+    for side in (48, 96, 224):
+        image = rng.integers(0, 255, (side, side, 3)).astype(np.uint8)
+        region = np.zeros((side, side), bool)
+        region[side // 3:side // 2, side // 4:side // 2] = True
+        hole = region.astype(np.uint8) * 255
+        removed = remove_regions(image, [region])
+        assert np.array_equal(removed[~region], image[~region])
+        assert not np.array_equal(removed[region], image[region])
+        telea = cv2.inpaint(image, hole, max(2, side // 32), cv2.INPAINT_TELEA)
+        assert np.array_equal(removed, telea) == (side <= 96)

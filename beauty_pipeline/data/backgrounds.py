@@ -46,6 +46,13 @@ def plate_hole(mask: np.ndarray, grow: int = 3) -> np.ndarray:
     return hole
 
 
+def fill_hole(image: np.ndarray, hole: np.ndarray, min_radius: int = 3) -> np.ndarray:
+    """The hole (uint8, 255 inside) filled by the reduced-size TELEA, the rest the image's own:
+    exactly TELEA at or below PLATE_WORK_SIDE px."""
+    image = np.ascontiguousarray(image)
+    return np.where(hole[..., None] > 0, _reduced_telea(image, hole, min_radius), image)
+
+
 def background_plate(image: np.ndarray, mask: np.ndarray, grow: int = 3,
                      method: str = PLATE_METHOD) -> np.ndarray:
     """Remove the person and fill the hole, leaving only the background; pixels outside the hole
@@ -63,18 +70,18 @@ def background_plate(image: np.ndarray, mask: np.ndarray, grow: int = 3,
     return np.where(hole[..., None] > 0, fill, image)
 
 
-def _reduced_telea(image: np.ndarray, hole: np.ndarray) -> np.ndarray:
+def _reduced_telea(image: np.ndarray, hole: np.ndarray, min_radius: int = 3) -> np.ndarray:
     """TELEA at about PLATE_WORK_SIDE px (radius scaled alike), upsampled: the fill is smooth at
     that scale anyway, and inpainting cost grows with the hole's pixel count."""
     height, width = hole.shape
     scale = min(1.0, PLATE_WORK_SIDE / max(height, width))
     if scale >= 1.0:
-        return cv2.inpaint(image, hole, max(3, height // 32), cv2.INPAINT_TELEA)
+        return cv2.inpaint(image, hole, max(min_radius, height // 32), cv2.INPAINT_TELEA)
     size = (max(1, round(width * scale)), max(1, round(height * scale)))
     small = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
     # any covered share makes a small pixel part of the hole: no person colour leaks into the fill
     small_hole = (cv2.resize(hole, size, interpolation=cv2.INTER_AREA) > 0).astype(np.uint8) * 255
-    filled = cv2.inpaint(small, small_hole, max(3, size[1] // 32), cv2.INPAINT_TELEA)
+    filled = cv2.inpaint(small, small_hole, max(min_radius, size[1] // 32), cv2.INPAINT_TELEA)
     return cv2.resize(filled, (width, height), interpolation=cv2.INTER_LINEAR)
 
 
