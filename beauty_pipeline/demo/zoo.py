@@ -26,7 +26,13 @@ from beauty_pipeline.demo.synthetic import (
     person_name,
 )
 from beauty_pipeline.explain.audit import TrainedModel, class_lifts, gradcam_audit, shortcut_audit
-from beauty_pipeline.explain.transfer import apply_to_audit, score_transfer, transfer_metrics
+from beauty_pipeline.explain.transfer import (
+    apply_to_audit,
+    score_transfer,
+    score_transfer_controls,
+    transfer_control_metrics,
+    transfer_metrics,
+)
 from beauty_pipeline.settings import TrainSettings
 from beauty_pipeline.storage import ImageStore, atomic_write_json
 from beauty_pipeline.training.checkpoints import save_state
@@ -142,8 +148,11 @@ def run_world(name: str, home: Path, settings: ZooSettings) -> dict:
         estimates, images, identities = score_transfer(
             trained, faces, faces["image_key"].tolist(), store, home / "cache", device="cpu",
             seed=settings.seed)
-        audit = {**apply_to_audit(audit, estimates),
-                 **transfer_metrics(estimates, images, identities)}
+        controls = score_transfer_controls(trained, manifest, faces, faces["image_key"].tolist(),
+                                           store, home / "cache", device="cpu", seed=settings.seed)
+        audit = {**apply_to_audit(audit, estimates, controls=controls),
+                 **transfer_metrics(estimates, images, identities),
+                 **transfer_control_metrics(controls)}
     planted = world.get("expected", world["planted"])
     keys = [k for k in audit if k.startswith(("acc_", "bg_gap", "composite_cost", "family_",
                                                "matched_", "face_features_", "transfer_"))]
