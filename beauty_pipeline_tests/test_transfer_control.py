@@ -16,9 +16,11 @@ from beauty_pipeline.explain.audit import TrainedModel
 from beauty_pipeline.explain.stats import Estimate
 from beauty_pipeline.explain.transfer import (
     CONTROL_SHARPNESS_BAND,
+    TransferControl,
     apply_to_audit,
     as_hard_to_see,
     explained_by_difficulty,
+    harder_than_study,
     quality_profile,
     score_transfer_controls,
     transfer_control_metrics,
@@ -32,6 +34,11 @@ from beauty_pipeline.training.models import build_model
 HIGH = Estimate(0.97, 0.94, 0.99)
 FALLEN = Estimate(0.10, 0.02, 0.25)
 FACE = Verdict("face", (), ("no tested family changes the predictions",))
+SOFTER = ("quality",)
+
+
+def control(value: float, low: float, high: float, moves=SOFTER) -> TransferControl:
+    return TransferControl(Estimate(value, low, high), moves)
 
 
 def faces(count: int = 12, start: int = 0) -> np.ndarray:
@@ -44,18 +51,20 @@ def faces(count: int = 12, start: int = 0) -> np.ndarray:
 
 
 def test_a_control_that_falls_too_keeps_source_unnamed_and_says_why():
-    control = Estimate(0.20, 0.08, 0.35)  # the model's own photos, as hard to see: fall as well
-    assert explained_by_difficulty(HIGH, FALLEN, control)
-    after = with_source(FACE, HIGH, {"celebrity": FALLEN}, controls={"celebrity": control})
+    fallen = control(0.20, 0.08, 0.35)  # the model's own photos, as hard to see: fall as well
+    assert explained_by_difficulty(HIGH, FALLEN, fallen.estimate)
+    after = with_source(FACE, HIGH, {"celebrity": FALLEN}, controls={"celebrity": fallen})
     assert after.label == "face" and after.named == ()
     assert after.reasons[-1].startswith("transfer untestable: celebrity photos from another source")
-    assert "0.20 [0.08, 0.35]" in after.reasons[-1]
+    assert "(the transfer photos' sharpness) are called celebrity only 0.20 [0.08, 0.35]" in \
+        after.reasons[-1]
     # a control that stays high: the fall is the source's, and the reason shows the control
-    held = Estimate(0.92, 0.85, 0.97)
-    assert not explained_by_difficulty(HIGH, FALLEN, held)
+    held = control(0.92, 0.85, 0.97, moves=())
+    assert not explained_by_difficulty(HIGH, FALLEN, held.estimate)
     named = with_source(FACE, HIGH, {"celebrity": FALLEN}, controls={"celebrity": held})
     assert named.label == "source" and named.named == ("source",)
-    assert "control 0.92 [0.85, 0.97]" in named.reasons[-1]
+    assert "control (no harder to see than the study's own photos: unchanged) 0.92 [0.85, 0.97]" \
+        in named.reasons[-1]
     # no control given: the rule as before (source named on the fall alone)
     assert with_source(FACE, HIGH, {"celebrity": FALLEN}).label == "source"
 
@@ -68,25 +77,27 @@ def test_a_transfer_set_not_clearly_below_its_control_is_untestable():
     assert not explained_by_difficulty(HIGH, transfer, Estimate(0.90, 0.80, 0.97))
     mixed = with_source(Verdict("background", ("background",)), HIGH,
                         {"celebrity": FALLEN, "ordinary": transfer},
-                        controls={"celebrity": Estimate(0.9, 0.8, 1.0), "ordinary": control})
+                        controls={"celebrity": TransferControl(Estimate(0.9, 0.8, 1.0), ()),
+                                  "ordinary": TransferControl(control, SOFTER)})
     assert mixed.label == "background+source"
     assert [r.split(":")[0] for r in mixed.reasons] == ["transfer untestable", "source"]
     # a transfer set that holds is untouched whatever its control says
-    assert with_source(FACE, HIGH, {"celebrity": HIGH}, controls={"celebrity": FALLEN}) == FACE
+    assert with_source(FACE, HIGH, {"celebrity": HIGH},
+                       controls={"celebrity": TransferControl(FALLEN, SOFTER)}) == FACE
 
 
 def test_apply_to_audit_passes_the_controls_and_keeps_the_rules_verdict():
     audit = {"verdict": "face", "named_families": [], "verdict_reasons": ["ok"],
              "acc_original": 0.97, "acc_original_ci_low": 0.94, "acc_original_ci_high": 0.99}
-    after = apply_to_audit(audit, {"celebrity": FALLEN},
-                           controls={"celebrity": Estimate(0.3, 0.1, 0.5)})
+    after = apply_to_audit(audit, {"celebrity": FALLEN}, controls={"celebrity": control(0.3, 0.1, 0.5)})
     assert after["verdict"] == "face" and after["verdict_before_transfer"] == "face"
     assert after["named_families"] == [] and after["verdict_reasons"][-1].startswith(
         "transfer untestable")
-    metrics = transfer_control_metrics({"celebrity": Estimate(0.3, 0.1, 0.5)})
+    metrics = transfer_control_metrics({"celebrity": control(0.3, 0.1, 0.5)})
     assert metrics == {"transfer_control_acc_celebrity": 0.3,
                        "transfer_control_acc_celebrity_ci_low": 0.1,
-                       "transfer_control_acc_celebrity_ci_high": 0.5}
+                       "transfer_control_acc_celebrity_ci_high": 0.5,
+                       "transfer_control_moves_celebrity": 1}
 
 
 def test_the_control_is_as_hard_to_see_as_the_transfer_photos():
@@ -136,13 +147,31 @@ def test_score_transfer_controls_scores_the_classes_own_test_photos(tmp_path):
     called = score_transfer_controls(always[1], manifest, transfer_set, transfer_keys, store,
                                      tmp_path / "cache", device="cpu")
     assert set(called) == {"celebrity"}  # only classes with transfer photos get a control
-    assert called["celebrity"].value == 1.0
+    assert called["celebrity"].estimate.value == 1.0
+    assert called["celebrity"].moves == ("quality", "compression")  # webcam: softer, blockier
     missed = score_transfer_controls(always[0], manifest, transfer_set, transfer_keys, store,
                                      tmp_path / "cache", device="cpu")
-    assert missed["celebrity"].value == 0.0
+    assert missed["celebrity"].estimate.value == 0.0
     no_test = manifest.assign(split=np.where(manifest["looks"] == 1, "train", "test"))
     unmeasured = score_transfer_controls(always[1], no_test, transfer_set, transfer_keys, store,
                                          tmp_path / "cache", device="cpu")
-    assert math.isnan(unmeasured["celebrity"].value)
+    assert math.isnan(unmeasured["celebrity"].estimate.value)
     assert score_transfer_controls(always[1], manifest, transfer_set.iloc[:0], [], store,
                                    tmp_path / "cache", device="cpu") == {}
+
+
+def test_only_a_transfer_set_harder_than_every_class_of_the_study_moves_the_control():
+    clean = faces(12)
+    rng = np.random.default_rng(0)
+    studio = np.stack([RENDERERS["studio"](im, rng) for im in clean])
+    phone = np.stack([RENDERERS["phone"](im, rng) for im in faces(12, start=3)])
+    study = [quality_profile(phone), quality_profile(studio)]
+    webcam = quality_profile(np.stack([RENDERERS["webcam"](im, rng) for im in faces(12, 10)]))
+    press = quality_profile(np.stack([RENDERERS["press"](im, rng) for im in faces(12, 10)]))
+    assert "quality" in harder_than_study(webcam, study)  # softer than the softest class
+    assert harder_than_study(press, study) == ()  # inside the range the model learned on
+    assert harder_than_study(quality_profile(phone), study) == ()
+    assert "compression" in harder_than_study(quality_profile(studio), [quality_profile(phone)])
+    assert "noise" in harder_than_study(quality_profile(phone), [quality_profile(studio)])
+    untouched = as_hard_to_see(studio, webcam, moves=())
+    assert np.array_equal(untouched, studio)  # no move: the control is the test photos as they are

@@ -10,17 +10,21 @@ by the thresholds in explain.verdict.Thresholds (transfer_*).
 A fall alone does not say why: photos from another source may simply be harder to see (blurrier,
 noisier, more compressed), and a model that learned the label can fail on them too. The control
 (`transfer_control_acc_<class>`) is the model's own in-source test photos of the class made as
-hard to see as the transfer photos (moved to their measured sharpness, noise and JPEG blocking,
-data.families' profile moves), scored the same way: it keeps the class's look and the source's
-other traits and changes only the image quality. When the control falls as well, the transfer
-fall is explained by image difficulty: `source` is not named and the transfer test is recorded
-as untestable in the verdict's reasons.
+hard to see as the transfer photos, scored the same way. It moves only where the transfer photos
+are harder to see than the study's train photos of *every* class (softer than the softest,
+blockier than the blockiest, noisier than the noisiest: data.families' measures), to the transfer
+photos' measured level: a quality inside the range the model was trained on is not difficulty,
+and moving a class's photos there would only strip its own pipeline's trace (the source itself).
+With no such move the control is the class's test photos as they are. When the control falls as
+well, the transfer fall is explained by image difficulty: `source` is not named and the transfer
+test is recorded as untestable in the verdict's reasons.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import replace
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -48,6 +52,7 @@ SOURCE = "source"
 # to see as the transfer set and never clearly easier
 CONTROL_SHARPNESS_BAND = 1.25
 CONTROL_NOISE_BAND = 0.5
+CONTROL_BLOCKINESS_MARGIN = 0.05  # JPEG blocking ratio (1 = none): a visible step of blocking
 CONTROL_BLUR_SIGMAS = tuple(np.round(np.arange(0.4, 4.01, 0.1), 2))  # at a 96 px side
 
 
@@ -103,43 +108,82 @@ def softened_to(image: np.ndarray, target: float) -> np.ndarray:
     return min(candidates, key=lambda c: abs(math.log((sharpness(c) + 1e-6) / target)))
 
 
-def as_hard_to_see(images: np.ndarray, profile: ClassProfile, seed: int = 0) -> np.ndarray:
+CONTROL_MOVES = ("quality", "compression", "noise")
+
+
+def harder_than_study(transfer: ClassProfile, study: Sequence[ClassProfile]) -> tuple[str, ...]:
+    """Where the transfer photos are harder to see than the study's photos of every class (the
+    range the model was trained on): softer than the softest class (beyond the sharpness band),
+    blockier than the blockiest, noisier than the noisiest (beyond the noise band). A quality
+    inside that range is one the model has seen; a fall there cannot be put down to it."""
+    moves = []
+    if transfer.sharpness < min(p.sharpness for p in study) / CONTROL_SHARPNESS_BAND:
+        moves.append("quality")
+    if transfer.blockiness > max(p.blockiness for p in study) + CONTROL_BLOCKINESS_MARGIN:
+        moves.append("compression")
+    if transfer.noise > max(p.noise for p in study) + CONTROL_NOISE_BAND:
+        moves.append("noise")
+    return tuple(moves)
+
+
+def as_hard_to_see(images: np.ndarray, profile: ClassProfile, seed: int = 0,
+                   moves: Sequence[str] = CONTROL_MOVES) -> np.ndarray:
     """Each image moved to the profile's sharpness, then its JPEG blocking, then its noise (the
-    noise last: it is measured on the transfer photos as they are, after their own encoding):
-    the same photo, as hard to see as the profile's."""
+    noise last: it is measured on the transfer photos as they are, after their own encoding),
+    along `moves` only: the same photo, as hard to see as the profile's."""
     out = []
     for i, image in enumerate(np.asarray(images)):
-        image = softened_to(image, profile.sharpness)
-        image = to_compression(image, profile.blockiness, profile.subsampled)
-        out.append(to_noise(image, profile.noise, seed * 100_003 + i, CONTROL_NOISE_BAND))
+        if "quality" in moves:
+            image = softened_to(image, profile.sharpness)
+        if "compression" in moves:
+            image = to_compression(image, profile.blockiness, profile.subsampled)
+        if "noise" in moves:
+            image = to_noise(image, profile.noise, seed * 100_003 + i, CONTROL_NOISE_BAND)
+        out.append(image)
     return np.stack(out) if out else np.asarray(images)
+
+
+@dataclass(frozen=True)
+class TransferControl:
+    """One class's control: its accuracy and the moves that made it (none: the transfer photos
+    are no harder to see than the study's, and the control is the class's own test photos)."""
+
+    estimate: Estimate
+    moves: tuple[str, ...]
 
 
 def score_transfer_controls(trained, manifest: pd.DataFrame, faces: pd.DataFrame, keys: list[str],
                             store, cache_dir: Path, batch_size: int = 64, device: str = "auto",
-                            seed: int = 0) -> dict[str, Estimate]:
+                            seed: int = 0) -> dict[str, TransferControl]:
     """Per class with transfer photos: the model's own test photos of that class (the manifest's
-    test split) made as hard to see as the transfer photos, the share called the class, with an
-    interval over the test identities (NaN when the test split has none of the class)."""
-    controls: dict[str, Estimate] = {}
+    test split) made as hard to see as the transfer photos where those are harder than the
+    study's train photos of every class, the share called the class, with an interval over the
+    test identities (NaN when the test split has none of the class)."""
+    controls: dict[str, TransferControl] = {}
     if faces.empty:
         return controls
     predict = Predictor(trained, batch_size, resolve_device(device))
-    test = split_rows(manifest, "test")
+    test, train = split_rows(manifest, "test"), split_rows(manifest, "train")
+    side = trained.image_size
+    study = [quality_profile(decoded_images(
+        train.loc[train["looks"].astype(int) == label, "variant_image_key"].tolist(), store, side,
+        cache_dir)) for label in CLASS_LABELS.values() if (train["looks"] == label).any()]
     looks, test_looks = faces["looks"].astype(int).to_numpy(), test["looks"].astype(int).to_numpy()
     for name, label in CLASS_LABELS.items():
         rows, own = np.flatnonzero(looks == label), np.flatnonzero(test_looks == label)
         if not len(rows):
             continue
-        if not len(own):
-            controls[name] = Estimate(math.nan, math.nan, math.nan)
+        if not len(own) or not study:
+            controls[name] = TransferControl(Estimate(math.nan, math.nan, math.nan), ())
             continue
-        transfer = decoded_images([keys[i] for i in rows], store, trained.image_size, cache_dir)
-        images = decoded_images(test["variant_image_key"].to_numpy()[own].tolist(), store,
-                                trained.image_size, cache_dir)
-        hard = as_hard_to_see(images, quality_profile(transfer), seed)
+        profile = quality_profile(decoded_images([keys[i] for i in rows], store, side, cache_dir))
+        moves = harder_than_study(profile, study)
+        images = decoded_images(test["variant_image_key"].to_numpy()[own].tolist(), store, side,
+                                cache_dir)
         persons = test["person"].astype(str).to_numpy()[own]
-        controls[name] = transfer_accuracy(predict(hard), label, persons, seed)
+        hard = as_hard_to_see(images, profile, seed, moves)
+        controls[name] = TransferControl(transfer_accuracy(predict(hard), label, persons, seed),
+                                         moves)
     return controls
 
 
@@ -155,11 +199,13 @@ def transfer_metrics(estimates: dict[str, Estimate], images: dict[str, int],
     return metrics
 
 
-def transfer_control_metrics(controls: dict[str, Estimate]) -> dict[str, float]:
-    """transfer_control_acc_<class> (+ _ci_low/_ci_high): the control beside each transfer set."""
+def transfer_control_metrics(controls: dict[str, TransferControl]) -> dict[str, float]:
+    """transfer_control_acc_<class> (+ _ci_low/_ci_high): the control beside each transfer set;
+    transfer_control_moves_<class>: how many quality moves it took (0: none was harder)."""
     metrics: dict[str, float] = {}
-    for name, estimate in controls.items():
-        metrics.update(estimate.as_metrics(f"transfer_control_acc_{name}"))
+    for name, control in controls.items():
+        metrics.update(control.estimate.as_metrics(f"transfer_control_acc_{name}"))
+        metrics[f"transfer_control_moves_{name}"] = len(control.moves)
     return metrics
 
 
@@ -191,7 +237,7 @@ def _fmt(estimate: Estimate) -> str:
 
 def with_source(verdict: Verdict, in_source: Estimate, transfers: dict[str, Estimate],
                 thresholds: Thresholds = THRESHOLDS,
-                controls: dict[str, Estimate] | None = None) -> Verdict:
+                controls: dict[str, TransferControl] | None = None) -> Verdict:
     """The verdict with `source` among its named families when any class's transfer accuracy
     fell to chance and (when controls are given) its control did not; a fall the control shares
     is recorded as an untestable transfer test; unchanged otherwise (and always for `chance`)."""
@@ -200,18 +246,19 @@ def with_source(verdict: Verdict, in_source: Estimate, transfers: dict[str, Esti
     fallen = {name: t for name, t in transfers.items() if fell_to_chance(in_source, t, thresholds)}
     controls = controls or {}
     untestable = {name: t for name, t in fallen.items() if name in controls and
-                  explained_by_difficulty(in_source, t, controls[name], thresholds)}
+                  explained_by_difficulty(in_source, t, controls[name].estimate, thresholds)}
     reasons = tuple(f"transfer untestable: {name} photos from another source called {name} "
                     f"{_fmt(t)}, but the model's own test photos of the class made as hard to see "
-                    f"(the transfer photos' sharpness, noise and JPEG) are called {name} only "
-                    f"{_fmt(controls[name])} (in-source {in_source.value:.2f}): the fall is "
-                    f"explained by image difficulty and does not show the source"
+                    f"({_moves(controls[name])}) are called {name} only "
+                    f"{_fmt(controls[name].estimate)} (in-source {in_source.value:.2f}): the fall "
+                    f"is explained by image difficulty and does not show the source"
                     for name, t in untestable.items())
     named = verdict.named
     for name, t in fallen.items():
         if name in untestable:
             continue
-        control = f", control {_fmt(controls[name])}" if name in controls else ""
+        control = (f", control ({_moves(controls[name])}) {_fmt(controls[name].estimate)}"
+                   if name in controls else "")
         reasons += (f"source: {name} photos from another source called {name} {_fmt(t)} vs "
                     f"in-source accuracy {in_source.value:.2f}{control} (>= "
                     f"{thresholds.transfer_in_source}; transfer low end <= "
@@ -223,9 +270,17 @@ def with_source(verdict: Verdict, in_source: Estimate, transfers: dict[str, Esti
     return replace(verdict, label=label, named=tuple(named), reasons=(*verdict.reasons, *reasons))
 
 
+def _moves(control: TransferControl) -> str:
+    """The control's moves in words, for a reason."""
+    if not control.moves:
+        return "no harder to see than the study's own photos: unchanged"
+    words = {"quality": "sharpness", "compression": "JPEG blocking", "noise": "noise"}
+    return "the transfer photos' " + ", ".join(words[m] for m in control.moves)
+
+
 def apply_to_audit(result: dict, transfers: dict[str, Estimate],
                    thresholds: Thresholds = THRESHOLDS,
-                   controls: dict[str, Estimate] | None = None) -> dict:
+                   controls: dict[str, TransferControl] | None = None) -> dict:
     """An audit result (explain.audit.shortcut_audit's dict) with the verdict after the source
     post-step (controls: score_transfer_controls'); the rule's own verdict stays in
     `verdict_before_transfer`."""
