@@ -58,6 +58,10 @@ def results_table(partitions: dict[str, dict]) -> str:
                 for name in ("celebrity", "ordinary")
                 if any(f"transfer_acc_{name}" in (o.get("shortcut_audit") or {})
                        for o in partitions.values())]  # only when a transfer set was given
+    transfer += [(f"t.control {name[:4]}.", f"transfer_control_acc_{name}", False)
+                 for name in ("celebrity", "ordinary")
+                 if any(f"transfer_control_acc_{name}" in (o.get("shortcut_audit") or {})
+                        for o in partitions.values())]  # own test photos as hard to see
     columns = (*columns, *transfer)
     header = f"{'model/background':<28} {'val':>5} " + \
         " ".join(f"{title:>20}" for title, _, _ in columns) + \

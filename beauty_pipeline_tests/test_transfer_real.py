@@ -64,7 +64,12 @@ def test_held_out_persons_are_scored_with_an_identity_interval(transfer_study):
         low, value, high = (audit["transfer_acc_celebrity_ci_low"],
                             audit["transfer_acc_celebrity"], audit["transfer_acc_celebrity_ci_high"])
         assert 0 <= low <= value <= high <= 1
+        # the control: the study's own celebrity test photos, as hard to see as the transfer set
+        low, value, high = (audit[f"transfer_control_acc_celebrity{s}"]
+                            for s in ("_ci_low", "", "_ci_high"))
+        assert 0 <= low <= value <= high <= 1
         assert "transfer_acc_ordinary" not in audit  # no --transfer-ordinary given
+        assert "transfer_control_acc_ordinary" not in audit
     assert transfer_study["audits"]["original"]["transfer_segmenter"] == ""  # no mask needed
     if "white" in transfer_study["audits"]:
         assert transfer_study["audits"]["white"]["transfer_segmenter"].startswith("grabcut")
@@ -75,7 +80,7 @@ def test_figures_reach_the_table_the_report_and_mlflow(transfer_study):
 
     stdout, home = transfer_study["stdout"], transfer_study["home"]
     header = next(line for line in stdout.splitlines() if line.startswith("model/background"))
-    assert "transfer cele." in header
+    assert "transfer cele." in header and "t.control cele." in header
     for background, audit in transfer_study["audits"].items():
         row = next(line for line in stdout.splitlines()
                    if line.startswith(f"resnet18/{background}"))
@@ -83,11 +88,14 @@ def test_figures_reach_the_table_the_report_and_mlflow(transfer_study):
         assert row.rstrip().endswith(audit["verdict_label"])
     html = (home / "outputs" / "report" / "study_report.html").read_text()
     assert "transfer: celebrity" in html and "Source transfer: celebrity photos" in html
+    assert "control (own test photos as hard to see)" in html
     client = mlflow.MlflowClient(f"sqlite:///{home / 'mlflow.db'}")
     for audit in transfer_study["audits"].values():
         run = client.get_run(audit["mlflow_run_id"])
         for name in ("transfer_acc_celebrity", "transfer_acc_celebrity_ci_low",
-                     "transfer_acc_celebrity_ci_high"):
+                     "transfer_acc_celebrity_ci_high", "transfer_control_acc_celebrity",
+                     "transfer_control_acc_celebrity_ci_low",
+                     "transfer_control_acc_celebrity_ci_high"):
             assert run.data.metrics[name] == pytest.approx(audit[name])
         assert run.data.tags["verdict"] == audit["verdict"]
         assert run.data.tags["verdict_label"] == audit["verdict_label"]

@@ -36,7 +36,11 @@ from beauty_pipeline.explain import audit as audit_domain
 from beauty_pipeline.explain.confounds import dataset_confounds, decorate
 from beauty_pipeline.explain.plots import thumbnail_png, thumbnail_webp
 from beauty_pipeline.explain.seeds import audit_per_seed
-from beauty_pipeline.explain.transfer import apply_to_audit, transfer_metrics
+from beauty_pipeline.explain.transfer import (
+    apply_to_audit,
+    transfer_control_metrics,
+    transfer_metrics,
+)
 from beauty_pipeline.model_registry import record_verdict
 from beauty_pipeline.partitions import VARIANT_OF_PARTITION, model_background_partitions
 from beauty_pipeline.resources import MlflowTracking, StudyStorage
@@ -186,11 +190,12 @@ def label_or_source(context: AssetExecutionContext, result: dict, classifier: di
                     config: AuditConfig) -> dict:
     """The audit result with the source-transfer scores and post-step (`source` named when the
     label does not survive another source) and the data set's confounds on the label."""
-    estimates, images, identities, segmenter = score_transfer_sets(
+    estimates, images, identities, controls, segmenter = score_transfer_sets(
         trained_model(classifier), variant, storage, classifier["background"], config.batch_size,
         config.device, config.bootstrap_seed)
-    result = {**apply_to_audit(result, estimates), **transfer_metrics(estimates, images, identities),
-              "transfer_segmenter": segmenter}
+    result = {**apply_to_audit(result, estimates, controls=controls),
+              **transfer_metrics(estimates, images, identities),
+              **transfer_control_metrics(controls), "transfer_segmenter": segmenter}
     found = dataset_confounds(study, frontal_rates(context))
     return {**result, "confounds": [c.as_dict() for c in found],
             "verdict_label": decorate(result["verdict"], found)}

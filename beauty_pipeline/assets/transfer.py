@@ -77,19 +77,23 @@ def variant_segmenter(variant: pd.DataFrame):
 
 
 def score_transfer_sets(trained, variant: pd.DataFrame, storage: StudyStorage, background: str,
-                        batch_size: int, device: str, seed: int) -> tuple[dict, dict, dict, str]:
+                        batch_size: int, device: str, seed: int
+                        ) -> tuple[dict, dict, dict, dict, str]:
     """Every model seed on the stored transfer faces, put on the model's background variant:
-    (estimates, images, identities) per class present, and the segmenter used ('' if none)."""
+    (estimates, images, identities, controls) per class present (controls: the variant's own test
+    photos made as hard to see as the transfer photos), and the segmenter used ('' if none)."""
     from beauty_pipeline.data.transfer import transfer_variant_keys
-    from beauty_pipeline.explain.transfer import score_transfer
+    from beauty_pipeline.explain.transfer import score_transfer, score_transfer_controls
 
     faces = stored_transfer_faces(storage)
     if faces.empty:
-        return {}, {}, {}, ""
+        return {}, {}, {}, {}, ""
     segmenter = None if background == "original" else variant_segmenter(variant)
     keys = transfer_variant_keys(faces, background, storage.images, segmenter, seed)
     estimates, images, identities = score_transfer(trained, faces, keys, storage.images,
                                                    storage.folder("cache"), batch_size, device,
                                                    seed)
+    controls = score_transfer_controls(trained, variant, faces, keys, storage.images,
+                                       storage.folder("cache"), batch_size, device, seed)
     used = "" if segmenter is None else f"{segmenter.name}:{segmenter.detail}"
-    return estimates, images, identities, used
+    return estimates, images, identities, controls, used

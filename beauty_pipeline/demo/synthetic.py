@@ -432,4 +432,12 @@ def webcam_render(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return jpeg(noisy, 85)
 
 
-RENDERERS = {"studio": studio_render, "phone": phone_render, "webcam": webcam_render}
+def press_render(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A third source no harder to see than the study's photos: a camera's own tone curve
+    (gamma 0.95, lighter mid-tones), no sharpening, no added noise, stored losslessly."""
+    lut = np.clip(np.rint(255 * (np.arange(256) / 255) ** 0.95), 0, 255).astype(np.uint8)
+    return lut[image]
+
+
+RENDERERS = {"studio": studio_render, "phone": phone_render, "webcam": webcam_render,
+             "press": press_render}

@@ -246,6 +246,9 @@ def _verdict_line(part: PartitionReport) -> str:
     transfer = "; ".join(f"{name} photos from another source called {name}: "
                          f"{part.with_interval(f'transfer_acc_{name}')} "
                          f"({int(part.value(f'transfer_identities_{name}') or 0)} identities)"
+                         + (f", control (own test photos as hard to see) "
+                            f"{part.with_interval(f'transfer_control_acc_{name}')}"
+                            if part.value(f"transfer_control_acc_{name}") is not None else "")
                          for name in ("celebrity", "ordinary")
                          if part.value(f"transfer_acc_{name}") is not None)
     return (f'<p class="verdict-line">Verdict: <b>{escape(call)}</b>. In-source test accuracy '
