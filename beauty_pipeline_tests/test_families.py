@@ -4,6 +4,8 @@ and the own-class move (the control) is the same operation as the other-class mo
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -11,8 +13,10 @@ from beauty_pipeline.data.families import (
     PROFILE_FAMILIES,
     blockiness,
     chroma_detail,
+    class_colour_gap,
     class_profile,
     colour_mean,
+    colour_shift,
     down_up,
     frame_width,
     greyscale,
@@ -22,7 +26,6 @@ from beauty_pipeline.data.families import (
     sharpness,
     shift,
     to_border,
-    to_colour,
     to_compression,
     to_face_width,
     to_noise,
@@ -145,15 +148,15 @@ def test_own_profile_swap_of_an_image_at_its_class_profile_is_the_identity():
         np.testing.assert_array_equal(own[0], framed, err_msg=family)
 
 
-def test_to_colour_sets_the_class_cast_exactly():
+def test_colour_shift_moves_the_cast_and_keeps_the_pattern():
     rng = np.random.default_rng(1)
     image = rng.integers(60, 190, (16, 16, 3), dtype=np.uint8)
-    target = np.array([150.0, 100.0, 80.0])
-    out = to_colour(image, target)
-    np.testing.assert_allclose(out.reshape(-1, 3).mean(axis=0), target, atol=0.6)
-    # the cast moves, the pattern does not
-    np.testing.assert_allclose(np.diff(out.astype(int), axis=0), np.diff(image.astype(int), axis=0),
-                               atol=1)
+    shift = np.array([20.0, -10.0, 5.0])
+    out = colour_shift(image, shift)
+    np.testing.assert_allclose(out.reshape(-1, 3).mean(axis=0) - image.reshape(-1, 3).mean(axis=0),
+                               shift, atol=1e-9)
+    np.testing.assert_array_equal(np.diff(out.astype(int), axis=0),
+                                  np.diff(image.astype(int), axis=0))
 
 
 def test_colour_profile_reads_the_person_not_the_backdrop():
@@ -166,16 +169,28 @@ def test_colour_profile_reads_the_person_not_the_backdrop():
     np.testing.assert_array_equal(colour_mean(image), [100, 0, 100])
 
 
-def test_to_colour_subtracts_and_adds_the_person_mean():
-    image = np.zeros((4, 4, 3), np.uint8)
-    image[:, :2] = (200, 0, 0)  # backdrop
-    image[:, 2:] = (0, 0, 100)  # person
-    mask = np.zeros((4, 4), np.float32)
-    mask[:, 2:] = 1.0
-    out = to_colour(image, np.array([10.0, 20.0, 130.0]), mask)
-    np.testing.assert_array_equal(colour_mean(out[None], mask[None]), [10, 20, 130])
-    np.testing.assert_array_equal(to_colour(image, colour_mean(image[None], mask[None]), mask),
-                                  image)  # own mean in, own mean out: the identity
+def test_colour_move_crosses_the_class_gap_and_its_control_goes_as_far_the_other_way():
+    """Other-class photos get the target's cast relative to their own class; own-class photos move
+    the same distance further into their class, whatever the person's own colour."""
+    rng = np.random.default_rng(3)
+    images = rng.integers(80, 170, (4, 12, 12, 3), dtype=np.uint8)
+    warm = class_profile(images[:2], np.full(2, 0.4))
+    cool = class_profile(images[2:], np.full(2, 0.4))
+    profiles = [replace(warm, colour=np.array([120.0, 100.0, 90.0])),
+                replace(cool, colour=np.array([100.0, 100.0, 110.0]))]
+    labels = np.array([0, 0, 1, 1])
+    widths, centres = [0.4] * 4, [None] * 4
+    own = to_profile("colour", images, profiles, labels, widths, centres)
+    other = to_profile("colour", images, profiles, 1 - labels, widths, centres)
+    gap = np.array([20.0, 0.0, -20.0])  # class 0 minus class 1
+    for i, label in enumerate(labels):
+        sign = 1 if label == 0 else -1
+        moved_own = own[i].astype(float).mean(axis=(0, 1)) - images[i].astype(float).mean(axis=(0, 1))
+        moved_other = other[i].astype(float).mean(axis=(0, 1)) - images[i].astype(float).mean(
+            axis=(0, 1))
+        np.testing.assert_allclose(moved_own, sign * gap, atol=1e-9)
+        np.testing.assert_allclose(moved_other, -sign * gap, atol=1e-9)
+    assert np.array_equal(class_colour_gap(profiles, 0), gap)
 
 
 def test_profile_swap_is_the_identity_when_classes_look_alike():

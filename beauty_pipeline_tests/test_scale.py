@@ -294,10 +294,10 @@ def test_profile_sets_over_the_pool_equal_one_process(monkeypatch):
     monkeypatch.setattr(families, "PROFILE_CHUNK", 6)
     monkeypatch.setattr(families, "MIN_POOL_PROFILE_IMAGES", 1)
     started = pools_started()
-    pooled = families.profile_sets(images, profiles, labels, widths, centres, masks, 3, workers=2)
+    pooled = families.profile_sets(images, profiles, labels, widths, centres, 3, workers=2)
     assert pools_started() - started == 1
-    serial = families.profile_sets(images, profiles, labels, widths, centres, masks, 3, workers=1)
-    whole = {f: tuple(families.to_profile(f, images, profiles, t, widths, centres, masks, 3)
+    serial = families.profile_sets(images, profiles, labels, widths, centres, 3, workers=1)
+    whole = {f: tuple(families.to_profile(f, images, profiles, t, widths, centres, 3)
                       for t in (labels, 1 - labels)) for f in families.PROFILE_FAMILIES}
     for family in families.PROFILE_FAMILIES:
         for k in (0, 1):

@@ -319,13 +319,20 @@ def to_position(image: np.ndarray, centre: tuple[float, float] | None,
     return inside_frame(image, lambda inner: zoom(inner, 1.0, None, offset))
 
 
-def to_colour(image: np.ndarray, mean: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
-    """Give the image a class's colour cast: the person's own channel means (the mask's pixels;
-    the whole image without one) subtracted and the class's person means added, so own and other
-    moves are the same operation measured the same way."""
-    pixels = image.astype(np.float64)
-    out = pixels - colour_mean(pixels[None], None if mask is None else np.asarray(mask)[None]) + mean
+def colour_shift(image: np.ndarray, shift: np.ndarray) -> np.ndarray:
+    """The whole image's channels moved by `shift` (clipped): a colour cast added or taken away,
+    the pattern kept."""
+    out = image.astype(np.float64) + np.asarray(shift, np.float64)
     return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+
+
+def class_colour_gap(profiles: Sequence[ClassProfile], target: int) -> np.ndarray:
+    """The colour move toward class `target`: its person mean minus the other class's. Other-class
+    photos cross the gap; own-class photos move the same distance further into their own class
+    (the control: the same manipulation, the class cue kept), so both cost alike whatever the
+    person's own colour, and a clean model's gap is small."""
+    return np.asarray(profiles[int(target)].colour, np.float64) - np.asarray(
+        profiles[1 - int(target)].colour, np.float64)
 
 
 def to_compression(image: np.ndarray, target: float, subsampled: bool) -> np.ndarray:
@@ -387,11 +394,11 @@ PROFILE_FAMILIES = ("quality", "geometry", "colour", "compression", "position", 
 
 def to_profile(family: str, images: Batch, profiles: Sequence[ClassProfile],
                targets: Sequence[int], face_widths: Sequence[float],
-               centres: Sequence[tuple[float, float] | None],
-               masks: np.ndarray | None = None, seed: int = 0, first: int = 0) -> Batch:
-    """Each image moved to the profile of class targets[i] along one family (masks: the person
-    masks (N, H, W) the colour move reads; seed: the noise move's draws; first: the index of
-    images[0] in the whole set, so a chunk draws the noise the whole set would)."""
+               centres: Sequence[tuple[float, float] | None], seed: int = 0,
+               first: int = 0) -> Batch:
+    """Each image moved to the profile of class targets[i] along one family (seed: the noise
+    move's draws; first: the index of images[0] in the whole set, so a chunk draws the noise the
+    whole set would)."""
     if family not in PROFILE_FAMILIES:
         raise ValueError(f"no profile probe for family {family!r}; expected {PROFILE_FAMILIES}")
     out = []
@@ -404,7 +411,7 @@ def to_profile(family: str, images: Batch, profiles: Sequence[ClassProfile],
         elif family == "geometry":
             out.append(to_face_width(image, width, profile.face_width, centre))
         elif family == "colour":
-            out.append(to_colour(image, profile.colour, None if masks is None else masks[i]))
+            out.append(colour_shift(image, class_colour_gap(profiles, target)))
         elif family == "compression":
             out.append(to_compression(image, profile.blockiness, profile.subsampled))
         elif family == "position":
@@ -420,18 +427,18 @@ PROFILE_CHUNK = 32  # test images per pool task of profile_sets
 MIN_POOL_PROFILE_IMAGES = 128  # fewer: this process moves them (a pool's start costs more)
 
 
-def _profile_chunk(profiles, labels, widths, centres, images, masks, seed: int,
+def _profile_chunk(profiles, labels, widths, centres, images, seed: int,
                    first: int) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Pool task: one chunk of test images moved to its own and to the other class's profile,
     family by family."""
-    return {family: tuple(to_profile(family, images, profiles, targets, widths, centres, masks,
-                                     seed, first) for targets in (labels, 1 - labels))
+    return {family: tuple(to_profile(family, images, profiles, targets, widths, centres, seed,
+                                     first) for targets in (labels, 1 - labels))
             for family in PROFILE_FAMILIES}
 
 
 def profile_sets(images: np.ndarray, profiles: Sequence[ClassProfile], labels: np.ndarray,
-                 widths: Sequence[float], centres: Sequence, masks: np.ndarray | None,
-                 seed: int, workers: int = 0) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+                 widths: Sequence[float], centres: Sequence, seed: int,
+                 workers: int = 0) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Every profile family's own- and other-class versions of the test images, in chunks over
     the process pool when there are enough (the same arrays as in one process)."""
     from beauty_pipeline.parallel import run_in_pool
@@ -440,8 +447,8 @@ def profile_sets(images: np.ndarray, profiles: Sequence[ClassProfile], labels: n
     labels = np.asarray(labels)
     starts = list(range(0, len(images), PROFILE_CHUNK))
     calls = [(profiles, labels[a:a + PROFILE_CHUNK], list(widths[a:a + PROFILE_CHUNK]),
-              list(centres[a:a + PROFILE_CHUNK]), np.asarray(images[a:a + PROFILE_CHUNK]),
-              None if masks is None else masks[a:a + PROFILE_CHUNK], seed, a) for a in starts]
+              list(centres[a:a + PROFILE_CHUNK]), np.asarray(images[a:a + PROFILE_CHUNK]), seed,
+              a) for a in starts]
     cap = workers or available_cpus()
     chunks = None
     if cap > 1 and len(calls) > 1 and len(images) >= MIN_POOL_PROFILE_IMAGES:

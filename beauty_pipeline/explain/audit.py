@@ -65,7 +65,7 @@ def split_rows(manifest: pd.DataFrame, split: str) -> pd.DataFrame:
     return manifest[manifest["split"] == split].reset_index(drop=True)
 
 
-FAMILY_SETS_VERSION = "1"  # bump when a profile move changes: cached own/other sets are rebuilt
+FAMILY_SETS_VERSION = "2"  # bump when a profile move changes: cached own/other sets are rebuilt
 
 
 def face_geometry(rows: pd.DataFrame, store: ImageStore, side: int) -> tuple[np.ndarray, list]:
@@ -355,8 +355,7 @@ def _build_profile_swaps(manifest: pd.DataFrame, store: ImageStore, side: int, s
         for s in in_class]
     labels = rows["looks"].to_numpy()
     widths, centres = face_geometry(rows, store, side)
-    masks = person_masks(rows, store, side)
-    sets = profile_sets(original, profiles, labels, widths, centres, masks, seed)
+    sets = profile_sets(original, profiles, labels, widths, centres, seed)
     return sets, {CLASS_NAMES[c]: profiles[c].as_dict() for c in (0, 1)}
 
 
