@@ -13,7 +13,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 import pandas as pd
 from PIL import Image
@@ -90,26 +89,10 @@ def frame_digest(frame: pd.DataFrame, columns: list[str] | None = None) -> str:
     return hashlib.sha256(hashed.tobytes()).hexdigest()[:16]
 
 
-# OpenCV's PNG writer at zlib level 1, run-length matching and one row filter (AVG) instead of
-# trying all five per row: on 300 px FairFace crops 1.5x faster to write than the adaptive
-# filter and 9% larger; on 224 px synthetic faces 3.6x faster and no larger; against Pillow's
-# level 1 about 2-4x faster (bench/bench_png.py).
-PNG_PARAMS = [cv2.IMWRITE_PNG_COMPRESSION, 1, cv2.IMWRITE_PNG_STRATEGY, cv2.IMWRITE_PNG_STRATEGY_RLE,
-              cv2.IMWRITE_PNG_FILTER, cv2.IMWRITE_PNG_FILTER_AVG]
-_TO_BGR = {3: cv2.COLOR_RGB2BGR, 4: cv2.COLOR_RGBA2BGRA}
-
-
 def encode_png(array: np.ndarray) -> bytes:
-    """Lossless PNG bytes of an RGB (H, W, 3), RGBA or gray (H, W) uint8 array."""
-    array = np.ascontiguousarray(array)
-    channels = 1 if array.ndim == 2 else array.shape[2] if array.ndim == 3 else 0
-    if array.dtype == np.uint8 and (channels == 1 or channels in _TO_BGR):
-        pixels = array if channels == 1 else cv2.cvtColor(array, _TO_BGR[channels])
-        ok, encoded = cv2.imencode(".png", pixels, PNG_PARAMS)
-        if ok:
-            return encoded.tobytes()
-    buffer = io.BytesIO()  # other dtypes and layouts: Pillow's writer
-    Image.fromarray(array).save(buffer, format="PNG", compress_level=1)
+    """Lossless PNG bytes of an RGB (H, W, 3) or gray (H, W) uint8 array."""
+    buffer = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(array)).save(buffer, format="PNG", compress_level=1)
     return buffer.getvalue()
 
 

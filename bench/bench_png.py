@@ -1,5 +1,6 @@
-"""PNG writer for the image store: Pillow at zlib level 1 (before) vs OpenCV (now: level 1, RLE,
-the AVG row filter), plus OpenCV with libpng's adaptive filter choice for reference.
+"""PNG writer for the image store: Pillow at zlib level 1 (the store's) vs OpenCV (level 1, RLE, the
+AVG row filter), plus OpenCV with libpng's adaptive filter choice for reference. OpenCV writes
+faster but other bytes, so other store keys: measured, not adopted (BENCHMARKS.md says why).
 
 Encodes and decodes the same images every way, interleaved in one process: synthetic 224 px
 demo faces by default (nothing to download), or `--photos DIR` (e.g. the wide FairFace crops,
@@ -19,15 +20,21 @@ import numpy as np
 from PIL import Image
 
 from beauty_pipeline.demo.synthetic import DemoSpec, demo_person_photos, person_name
-from beauty_pipeline.storage import encode_png
+from beauty_pipeline.storage import encode_png as pillow_store_png
 from beauty_pipeline.vision.decode import to_rgb8
 
 
 def pillow_png(image: np.ndarray) -> bytes:
-    """The store's writer before: Pillow, zlib level 1."""
-    buffer = io.BytesIO()
-    Image.fromarray(image).save(buffer, format="PNG", compress_level=1)
-    return buffer.getvalue()
+    """The store's writer: Pillow, zlib level 1."""
+    return pillow_store_png(image)
+
+
+def opencv_png(image: np.ndarray) -> bytes:
+    """OpenCV at level 1 with RLE and the AVG row filter."""
+    return cv2.imencode(".png", cv2.cvtColor(image, cv2.COLOR_RGB2BGR),
+                        [cv2.IMWRITE_PNG_COMPRESSION, 1, cv2.IMWRITE_PNG_STRATEGY,
+                         cv2.IMWRITE_PNG_STRATEGY_RLE, cv2.IMWRITE_PNG_FILTER,
+                         cv2.IMWRITE_PNG_FILTER_AVG])[1].tobytes()
 
 
 def opencv_adaptive_png(image: np.ndarray) -> bytes:
@@ -60,7 +67,7 @@ def main() -> int:
                                                photos_per_person=args.images), person_name(0))
         images = [face.image for face in faces]
     writers = (("pillow", pillow_png), ("opencv adaptive", opencv_adaptive_png),
-               ("opencv", encode_png))
+               ("opencv", opencv_png))
     times = {name: {"write": [], "read": []} for name, _ in writers}
     sizes, exact = {}, {}
     for _ in range(args.rounds):
