@@ -17,6 +17,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from beauty_pipeline.progress import emit
 from beauty_pipeline.storage import ChunkLedger
 
@@ -64,6 +66,7 @@ WORKER_MODULES = ("beauty_pipeline.data.variants", "beauty_pipeline.data.quality
 _KEPT: dict[int, ProcessPoolExecutor] = {}  # worker count -> pool, while a kept_pools() is open
 _KEEP = {"depth": 0}
 _KEEP_LOCK = threading.Lock()
+_STARTED = {"pools": 0}
 
 
 def one_thread_worker() -> None:
@@ -96,9 +99,6 @@ def kept_pools():
 def pools_started() -> int:
     """How many worker pools this process has started (tests count the start-ups)."""
     return _STARTED["pools"]
-
-
-_STARTED = {"pools": 0}
 
 
 def _pool(workers: int, context) -> tuple[ProcessPoolExecutor, bool]:
@@ -203,9 +203,14 @@ class ChunkCount:
                             "images": images, "wall_seconds": round(seconds, 3)}
 
 
+def _json_value(value):
+    """numpy scalars as the Python numbers they hold; anything else JSON lacks as its text."""
+    return value.item() if isinstance(value, np.generic) else str(value)
+
+
 def _plain(results) -> list:
     """Results as JSON gives them back, so fresh, pooled and ledger results compare equal."""
-    return json.loads(json.dumps(list(results), default=str))
+    return json.loads(json.dumps(list(results), default=_json_value))
 
 
 def run_chunks(step: str, function, context: tuple, jobs: list, *, ledger: ChunkLedger | None,

@@ -22,6 +22,9 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from beauty_pipeline.parallel import run_in_pool
+from beauty_pipeline.settings import available_cpus
+
 FAMILIES = ("background", "quality", "geometry", "colour", "compression", "position", "border",
             "noise")
 SHARPNESS_FACTORS = (1.0, 0.85, 0.7, 0.6, 0.5, 0.42, 0.35, 0.3, 0.25, 0.2)
@@ -441,9 +444,6 @@ def profile_sets(images: np.ndarray, profiles: Sequence[ClassProfile], labels: n
                  workers: int = 0) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Every profile family's own- and other-class versions of the test images, in chunks over
     the process pool when there are enough (the same arrays as in one process)."""
-    from beauty_pipeline.parallel import run_in_pool
-    from beauty_pipeline.settings import available_cpus
-
     labels = np.asarray(labels)
     starts = list(range(0, len(images), PROFILE_CHUNK))
     calls = [(profiles, labels[a:a + PROFILE_CHUNK], list(widths[a:a + PROFILE_CHUNK]),

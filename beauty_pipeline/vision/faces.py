@@ -174,28 +174,17 @@ def _process_batch(batch: list[tuple], store_root: str, config_items: dict,
 FACE_STAGE_VERSION = 1  # part of every chunk's ledger id: raise it when _process_one changes
 
 
-def _json_safe(value):
-    """A result row's value as JSON keeps it (numpy scalars to Python, tuples to lists), so a
-    chunk read back from the ledger equals one computed now."""
-    if isinstance(value, dict):
-        return {k: _json_safe(v) for k, v in value.items()}
-    if isinstance(value, (tuple, list)):
-        return [_json_safe(v) for v in value]
-    return value.item() if isinstance(value, np.generic) else value
-
-
 def _face_chunk(store_root: str, config_items: dict, detector_path: str, version: int,
                 batch: list) -> list[dict]:
-    """Pool task: one chunk of photos, its rows JSON-safe for the chunk ledger."""
-    return [_json_safe(row) for row in _process_batch(batch, store_root, config_items,
-                                                       detector_path)]
+    """Pool task: one chunk of photos (run_chunks passes the chunk last)."""
+    return _process_batch(batch, store_root, config_items, detector_path)
 
 
 def _run(items: list[tuple], store: ImageStore, config: FaceConfig, detector_path: str) -> list:
     """Every photo through the face stage in chunks, over the pool when it pays; finished
     chunks are kept in the store's ledger, so a stopped stage resumes where it was."""
     settings = {k: v for k, v in asdict(config).items() if k != "workers"}
-    jobs = [[_json_safe(row_id), str(key), bool(as_is)] for row_id, key, as_is in items]
+    jobs = [[row_id, str(key), bool(as_is)] for row_id, key, as_is in items]
     return run_chunks("face stage", _face_chunk, (str(store.root), settings, detector_path,
                                                   FACE_STAGE_VERSION), jobs,
                       ledger=ChunkLedger(store.root / "chunk-ledger"),
