@@ -202,9 +202,20 @@ def lane_workers(instance: DagsterInstance, lanes: int) -> ProcessPoolExecutor |
     against another thread's logging; a process also gives each training its own torch seed."""
     if not instance.is_persistent:
         return None
-    return ProcessPoolExecutor(max_workers=max(2, min(lanes, 4)),
-                               mp_context=multiprocessing.get_context("spawn"),
+    workers = max(2, min(lanes, 4))
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
                                initializer=_own_process_group)
+    for warm in [pool.submit(_warm_worker) for _ in range(workers)]:
+        warm.result()
+    return pool
+
+
+def _warm_worker() -> int:
+    """Import the graph up front, so a lane's first run does not wait seconds for a new process
+    (a spawn pool starts a process per submission while none is idle: all start here at once)."""
+    import beauty_pipeline.definitions  # noqa: F401
+
+    return os.getpid()
 
 
 def _own_process_group() -> None:
