@@ -80,6 +80,10 @@ def test_acceptance_and_matrix_read_every_seed():
     text = heldout_matrix(good + bad)
     assert "2/3" in text and "face,face,inconclusive" in text and "WRONG" in text
     assert text.count("NO") == 1
+    long = heldout_matrix([fake("logo", "logo", ["inconclusive"] * 3)] + good)
+    rows = long.splitlines()
+    verdict_at = rows[0].index("verdict")  # the combined verdict stays in its column
+    assert rows[2][verdict_at - 2:verdict_at] == "  " and rows[2][verdict_at:].startswith("incon")
 
 
 @pytest.mark.slow

@@ -118,8 +118,10 @@ def heldout_matrix(results: Sequence[dict]) -> str:
     """Planted cue (rows) x family (columns: seeds naming it), each seed's verdict, the combined
     verdict and the pooled test accuracy with its 95% interval."""
     families = list(FAMILIES)
+    width = max([len("per seed"), *(len(",".join(r["verdict_per_seed"])) for r in results)]) + 2
+    verdict_width = max([len("verdict"), *(len(r["verdict"]) for r in results)]) + 2
     header = (f"{'cue':<10}{'where':<18}" + "".join(f"{f[:10]:>11}" for f in families) +
-              f"  {'per seed':<34}{'verdict':<22}{'test acc [95% CI]':<20}face ok")
+              f"  {'per seed':<{width}}{'verdict':<{verdict_width}}{'test acc [95% CI]':<20}face ok")
     lines = [header, "-" * len(header)]
     for r in results:
         seeds = len(r["verdict_per_seed"])
@@ -129,7 +131,7 @@ def heldout_matrix(results: Sequence[dict]) -> str:
         ok = ("yes" if not r["wrong_face_seeds"] else "WRONG") if r["cue"] != "none" else \
             ("yes" if 2 * r["face_seeds"] > seeds else "NO")
         lines.append(f"{r['cue']:<10}{r['where']:<18}{marks}  "
-                     f"{','.join(r['verdict_per_seed']):<34}{r['verdict']:<22}"
+                     f"{','.join(r['verdict_per_seed']):<{width}}{r['verdict']:<{verdict_width}}"
                      f"{acc['acc_original']:.3f} [{acc['acc_original_ci_low']:.2f}, "
                      f"{acc['acc_original_ci_high']:.2f}]  {ok}")
     return "\n".join(lines)
