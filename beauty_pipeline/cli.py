@@ -42,6 +42,11 @@ from beauty_pipeline.study_options import add_study_flags, study_options  # noqa
 from beauty_pipeline.study_run import DemoPlan  # noqa: E402
 
 
+def counted(number: int, noun: str) -> str:
+    """'1 model', '3 models': the run's header reads as a sentence."""
+    return f"{number} {noun}{'' if number == 1 else 's'}"
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="beauty-pipeline", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -136,8 +141,8 @@ def run_demo(args: argparse.Namespace) -> int:
                     batch_size=args.batch_size, learning_rate=args.learning_rate, seed=args.seed,
                     seeds=args.seeds, log_level="WARNING")
     print(f"beauty-pipeline demo: SYNTHETIC faces with a planted background shortcut, "
-          f"{len(plan.models)} models x {len(plan.backgrounds)} backgrounds, "
-          f"{plan.image_size} px, {plan.epochs} epochs -> {home}")
+          f"{counted(len(plan.models), 'model')} x {counted(len(plan.backgrounds), 'background')}, "
+          f"{plan.image_size} px, {counted(plan.epochs, 'epoch')} -> {home}")
     started = time.perf_counter()
     with DagsterInstance.get() as instance:
         report = full_pass(instance, plan, log=lambda line: print(f"  {line}", flush=True))
@@ -179,8 +184,8 @@ def run_study(args: argparse.Namespace) -> int:
     os.environ.update({k: shlex.split(v)[0] for k, v in env.items()})
     env_file = prepare_home(home, env, "study")
     print(f"beauty-pipeline study: {'Bing' if o.bing else o.photos} vs FairFace {o.fairface}, "
-          f"{len(o.models)} models x {len(o.backgrounds)} backgrounds, {o.image_size} px, "
-          f"{o.epochs} epochs, {o.seeds} seed(s) -> {home}")
+          f"{counted(len(o.models), 'model')} x {counted(len(o.backgrounds), 'background')}, "
+          f"{o.image_size} px, {counted(o.epochs, 'epoch')}, {counted(o.seeds, 'seed')} -> {home}")
     started = time.perf_counter()
     log_file = run_log(home, "study")  # Dagster's log and any traceback go here, not on screen
     try:

@@ -51,6 +51,14 @@ def deploy_stack(tmp_path_factory):
         deploy_support.release_stack()
 
 
+@pytest.fixture(scope="session")
+def real_study(tmp_path_factory):
+    """The real study of real_study_support.py, run once for every module that reads it."""
+    from real_study_support import run_real_study
+
+    return run_real_study(tmp_path_factory.mktemp("real_study"))
+
+
 def pytest_collection_modifyitems(config, items):
     """Browser tests last (stable order otherwise): they reuse the deployment tests' runs on the
     shared stack instead of training their own."""

@@ -1,78 +1,15 @@
-"""The real study through `beauty-pipeline study`: 24 public figures (local web crops) against
-FairFace, detection, the split, `original` and `white`, resnet18 and fairface_resnet34, the audit;
-then a controlled experiment on the same data (the same training with match_quality) that the
-audit's quality reading has to agree with."""
+"""The real study through `beauty-pipeline study` (real_study_support.py: public figures' local
+web crops against FairFace, detection, the split, `original` and `white`, resnet18 and
+fairface_resnet34, the audit); then a controlled experiment on the same data (the same training
+with match_quality) that the audit's quality reading has to agree with."""
 
-import json
-import subprocess
-import sys
-import time
-
-import pandas as pd
 import pytest
-from conftest import ranking_from_labels, require_shared
-from dagster import AssetCheckKey, AssetKey, DagsterInstance
+from real_study_support import BACKGROUNDS, MODELS
 
 from beauty_pipeline.data.families import FAMILIES
 from beauty_pipeline.explain.verdict import THRESHOLDS, VERDICTS
 
 pytestmark = pytest.mark.slow
-
-MODELS = ("resnet18", "fairface_resnet34")
-BACKGROUNDS = ("original", "white")
-
-
-def study_yaml(root, crops, fairface, yunet) -> str:
-    """The run as a user writes it: one YAML file with the flags' keys."""
-    return "\n".join([
-        f"home: {root / 'home'}", f"ranking: {root / 'ranking.csv'}", f"photos: {crops}",
-        f"fairface: {fairface}", "limit-ordinary: 300", f"models: [{', '.join(MODELS)}]",
-        f"backgrounds: [{', '.join(BACKGROUNDS)}]", "image_size: 48", "epochs: 3",
-        "backbone_epochs: 2", "seeds: 1", f"detector_model: {yunet}", "segmenter: grabcut", ""])
-
-
-def audits(home) -> dict[str, dict]:
-    return {f"{m}/{b}": json.loads((home / "manifests" / "shortcut_audit" / f"{b}__{m}.json")
-                                   .read_text()) for m in MODELS for b in BACKGROUNDS
-            if (home / "manifests" / "shortcut_audit" / f"{b}__{m}.json").exists()}
-
-
-def latest_check(home, name: str):
-    with DagsterInstance.from_config(str(home / "dagster")) as instance:
-        key = AssetCheckKey(AssetKey("face_dataset"), name)
-        [record] = instance.event_log_storage.get_asset_check_execution_history(key, limit=1)
-        return record.event.dagster_event.event_specific_data
-
-
-@pytest.fixture(scope="module")
-def real_study(tmp_path_factory):
-    crops = require_shared("data", "celebrity_crops_glint")
-    fairface = require_shared("data", "fairface_margin025")
-    yunet = require_shared("models", "face_detection_yunet_2026may.onnx")
-    root = tmp_path_factory.mktemp("real_study")
-    ranking_from_labels(pd.read_csv(crops / "labels.csv"), root / "ranking.csv", "public_figures")
-    (root / "study.yaml").write_text(study_yaml(root, crops, fairface, yunet))
-    command = [sys.executable, "-m", "beauty_pipeline.cli", "study", "--config",
-               str(root / "study.yaml")]
-    started = time.perf_counter()
-    first = subprocess.run(command, capture_output=True, text=True, timeout=1500)
-    minutes = (time.perf_counter() - started) / 60
-    assert first.returncode == 0, first.stdout[-2000:] + first.stderr[-4000:]
-    home = root / "home"
-    found = {"stdout": first.stdout, "minutes": minutes, "audits": audits(home),
-             "quality": latest_check(home, "quality_parity"),
-             "study": pd.read_parquet(home / "manifests" / "face_dataset" / "latest.parquet")}
-    print(f"\nreal study: {minutes:.1f} min\n" + first.stdout[first.stdout.find("model/back"):])
-    # the controlled experiment: both classes through the same degradation, the same training
-    matched = subprocess.run([*command, "--match-quality", "--models", "resnet18",
-                              "--backgrounds", "original"], capture_output=True, text=True,
-                             timeout=1500)
-    assert matched.returncode == 0, matched.stdout[-2000:] + matched.stderr[-4000:]
-    found["matched_audit"] = audits(home)["resnet18/original"]
-    found["matched_quality"] = latest_check(home, "quality_parity")
-    found["matched_stdout"] = matched.stdout
-    print("with match_quality:\n" + matched.stdout[matched.stdout.find("model/back"):])
-    return found
 
 
 def test_every_cell_trained_and_audited_with_sane_intervals(real_study):

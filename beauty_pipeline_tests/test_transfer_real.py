@@ -1,52 +1,26 @@
 """`--transfer-photos` on a real folder: four public figures of celebrity_crops_glint are held out
-of the study and given as the transfer set; their figures must reach the CLI table, the report
-and MLflow, and the verdict must carry the data set's confounds (web crops vs FairFace)."""
+of the real study (real_study_support.py) and given as its transfer set; their figures must reach
+the CLI table, the report and MLflow, and the verdict must carry the data set's confounds (web
+crops vs FairFace)."""
 
-import json
 import re
-import shutil
-import subprocess
-import sys
 
 import pandas as pd
 import pytest
-from conftest import ranking_from_labels, require_shared
 
 pytestmark = pytest.mark.slow
 
-HELD_OUT = ("Barack_Obama", "Daniel_Radcliffe", "Jessica_Alba", "Tom_Hanks")
-BACKGROUNDS = ("original",)  # white (GrabCut masks) too slow for a shared 2-core CI box
-
 
 @pytest.fixture(scope="module")
-def transfer_study(tmp_path_factory):
-    crops = require_shared("data", "celebrity_crops_glint")
-    fairface = require_shared("data", "fairface_margin025")
-    yunet = require_shared("models", "face_detection_yunet_2026may.onnx")
-    root = tmp_path_factory.mktemp("transfer_study")
-    labels = pd.read_csv(crops / "labels.csv")
-    held = [p for p in HELD_OUT if (crops / p).is_dir()]
-    if len(held) < 2:
-        pytest.skip(f"fewer than two of {HELD_OUT} in {crops}")
-    folders = labels["file"].str.split("/").str[0]
-    ranking_from_labels(labels[~folders.isin(held)], root / "ranking.csv", "public_figures")
-    for person in held:  # copies: the photo source does not follow linked folders
-        shutil.copytree(crops / person, root / "transfer" / person)
-    (root / "study.yaml").write_text("\n".join([
-        f"home: {root / 'home'}", f"ranking: {root / 'ranking.csv'}", f"photos: {crops}",
-        f"transfer-photos: {root / 'transfer'}", f"fairface: {fairface}", "limit-ordinary: 300",
-        "models: [resnet18]", f"backgrounds: [{', '.join(BACKGROUNDS)}]", "image_size: 48",
-        "epochs: 3", "backbone_epochs: 1", "seeds: 1", f"detector_model: {yunet}",
-        "segmenter: grabcut", ""]))
-    done = subprocess.run([sys.executable, "-m", "beauty_pipeline.cli", "study", "--config",
-                           str(root / "study.yaml")], capture_output=True, text=True, timeout=3600)
-    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
-    print("\n" + done.stdout[done.stdout.find("model/back"):])
-    home = root / "home"
-    audits = {b: json.loads((home / "manifests" / "shortcut_audit" / f"{b}__resnet18.json")
-                            .read_text()) for b in BACKGROUNDS}
-    return {"stdout": done.stdout, "home": home, "audits": audits, "held": held,
-            "photos": sum(len(list((root / "transfer" / p).iterdir())) for p in held)}
+def transfer_study(real_study):
+    """resnet18's cells of the shared real study, as its first run left them."""
+    if len(real_study["held"]) < 2:
+        pytest.skip(f"fewer than two transfer figures in the crops: {real_study['held']}")
+    audits = {cell.split("/")[1]: audit for cell, audit in real_study["audits"].items()
+              if cell.startswith("resnet18/")}
+    return {"stdout": real_study["stdout"], "home": real_study["home"], "audits": audits,
+            "held": real_study["held"], "photos": real_study["transfer_photos"],
+            "report_html": real_study["report_html"]}
 
 
 def test_held_out_persons_are_scored_with_an_identity_interval(transfer_study):
@@ -86,7 +60,7 @@ def test_figures_reach_the_table_the_report_and_mlflow(transfer_study):
                    if line.startswith(f"resnet18/{background}"))
         assert f"{audit['transfer_acc_celebrity']:.2f} [" in row
         assert row.rstrip().endswith(audit["verdict_label"])
-    html = (home / "outputs" / "report" / "study_report.html").read_text()
+    html = transfer_study["report_html"]
     assert "transfer: celebrity" in html and "Source transfer: celebrity photos" in html
     assert "control (own test photos as hard to see)" in html
     client = mlflow.MlflowClient(f"sqlite:///{home / 'mlflow.db'}")
