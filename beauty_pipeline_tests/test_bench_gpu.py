@@ -49,7 +49,9 @@ def test_gpu_sh_runs_to_the_end_without_shared_and_prints_both_tables():
     assert training, out
     study, ours, ceiling, _, ours_over_ceiling = (float(v) for v in training.groups())
     assert min(study, ours, ceiling) > 0
-    assert float(ours_over_ceiling) == pytest.approx(ours / ceiling, abs=0.02)
+    # the rates are printed to 0.1 img/s and the ratio to 0.01: it must lie in what they allow
+    low, high = (ours - 0.05) / (ceiling + 0.05), (ours + 0.05) / max(ceiling - 0.05, 1e-9)
+    assert low - 0.005 <= ours_over_ceiling <= high + 0.005, (ours, ceiling, ours_over_ceiling)
     cam = re.search(r"^resnet18\s+(\S+)\s+(\S+)\s+(\S+)\s+(\S+)\s+(\S+)x\s+(\S+)\s+(\S+)\s+nan$",
                     out, re.M)
     assert cam, out
