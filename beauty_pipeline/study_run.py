@@ -210,12 +210,10 @@ def lane_workers(instance: DagsterInstance, lanes: int) -> ProcessPoolExecutor |
     return pool
 
 
-def _warm_worker() -> int:
+def _warm_worker() -> None:
     """Import the graph up front, so a lane's first run does not wait seconds for a new process
     (a spawn pool starts a process per submission while none is idle: all start here at once)."""
     import beauty_pipeline.definitions  # noqa: F401
-
-    return os.getpid()
 
 
 def _own_process_group() -> None:

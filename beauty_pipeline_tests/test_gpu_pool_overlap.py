@@ -15,6 +15,12 @@ from beauty_pipeline.study_run import DemoPlan, full_pass
 GPU_STEPS = {"classifier", "gradcam", "shortcut_audit", "fairface_backbone"}
 
 
+def background_of(instance, run_id: str) -> str:
+    """The background of a run's partition ("" for an unpartitioned run)."""
+    partition = instance.get_run_by_id(run_id).tags.get("dagster/partition", "")
+    return next((b for b in ("original", "random") if b in partition.split("|")), "")
+
+
 def step_intervals(instance) -> list[tuple[str, str, float, float]]:
     """(step, background, start, end) for every successful step, from the event log."""
     def records(kind):
@@ -25,9 +31,8 @@ def step_intervals(instance) -> list[tuple[str, str, float, float]]:
     out = []
     for r in records(DagsterEventType.STEP_SUCCESS):
         entry = r.event_log_entry
-        partition = instance.get_run_by_id(entry.run_id).tags.get("dagster/partition", "")
-        background = next((b for b in ("original", "random") if b in partition.split("|")), "")
-        out.append((entry.step_key, background, starts[(entry.run_id, entry.step_key)],
+        out.append((entry.step_key, background_of(instance, entry.run_id),
+                    starts[(entry.run_id, entry.step_key)],
                     entry.timestamp))
     return out
 
@@ -45,9 +50,8 @@ def gpu_runs(instance) -> list[tuple[str, str, float, float]]:
         if r.event_log_entry.step_key in GPU_STEPS}
     out = []
     for run_id in gpu_run_ids & set(succeeded):
-        partition = instance.get_run_by_id(run_id).tags.get("dagster/partition", "")
-        background = next((b for b in ("original", "random") if b in partition.split("|")), "")
-        out.append(("gpu run", background, started[run_id], succeeded[run_id]))
+        out.append(("gpu run", background_of(instance, run_id), started[run_id],
+                    succeeded[run_id]))
     return out
 
 
