@@ -138,6 +138,16 @@ def test_position_moves_the_face_centre_and_geometry_keeps_a_frame():
     assert frame_width(zoomed) == frame_width(framed)  # the frame is not zoomed into the picture
 
 
+def test_spatial_moves_do_not_blur_position_copies_whole_pixels_geometry_uses_lanczos():
+    rng = np.random.default_rng(4)
+    image = rng.integers(0, 255, (40, 40, 3)).astype(np.uint8)  # detail down to the pixel
+    moved = to_position(image, (12.3, 11.6), (0.5, 0.5))  # (+7.7, +8.4) rounds to (+8, +8)
+    np.testing.assert_array_equal(moved[8:, 8:], image[:-8, :-8])  # a copy: nothing resampled
+    scene, centre = _scene(), (24.0, 24.0)
+    lanczos = sharpness(to_face_width(scene, 0.30, 0.31, centre))
+    assert lanczos > 1.15 * sharpness(zoom(scene, 0.31 / 0.30, centre))  # bilinear loses more
+
+
 def test_own_profile_swap_of_an_image_at_its_class_profile_is_the_identity():
     scene = _scene()
     framed = to_border(scene, 4 / 48, (20, 20, 20))

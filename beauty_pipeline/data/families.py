@@ -11,6 +11,10 @@ same way. Two kinds of probe:
   profile the control (the same operation at the same cost, keeping the class cue). Every move
   works both ways (sharpen or soften, add or remove noise, subtract and add the same person mean),
   and geometry and position move the content inside a detected frame, never the frame itself.
+  The spatial moves keep the pixels' detail: position moves by whole pixels (a copy, no
+  resampling) and geometry resamples with Lanczos. Bilinear resampling is a blur of its own: on
+  the demo's validation photos a half-pixel bilinear shift alone took a 48 px face model from
+  0.90 to 0.58, which made both moves' controls cost more than the cue they test.
 Parameters scale with the image side, so a probe means the same at 48 px and at 224 px.
 """
 
@@ -63,14 +67,15 @@ def blur(image: np.ndarray, sigma: float) -> np.ndarray:
 
 
 def zoom(image: np.ndarray, factor: float, centre: tuple[float, float] | None = None,
-         offset: tuple[float, float] = (0.0, 0.0)) -> np.ndarray:
+         offset: tuple[float, float] = (0.0, 0.0),
+         interpolation: int = cv2.INTER_LINEAR) -> np.ndarray:
     """Scale the content by `factor` about `centre` (default: the middle), then move it by
     `offset` pixels; borders reflect."""
     side = image.shape[0]
     cx, cy = centre if centre is not None else (side / 2, side / 2)
     matrix = np.float32([[factor, 0, (1 - factor) * cx + offset[0]],
                          [0, factor, (1 - factor) * cy + offset[1]]])
-    return cv2.warpAffine(image, matrix, (image.shape[1], side), flags=cv2.INTER_LINEAR,
+    return cv2.warpAffine(image, matrix, (image.shape[1], side), flags=interpolation,
                           borderMode=cv2.BORDER_REFLECT_101)
 
 
@@ -301,24 +306,27 @@ def inside_frame(image: np.ndarray, transform: Callable[[np.ndarray], np.ndarray
 def to_face_width(image: np.ndarray, width: float, target: float,
                   centre: tuple[float, float] | None) -> np.ndarray:
     """Zoom so the face spans `target` of the side instead of `width` (unknown width: as is); the
-    factor stays within [2/3, 3/2] and the content inside a frame is zoomed, not the frame."""
+    factor stays within [2/3, 3/2], the content inside a frame is zoomed, not the frame, and
+    Lanczos resampling keeps the detail a bilinear zoom would blur away."""
     if not (np.isfinite(width) and np.isfinite(target)) or width <= 0:
         return image
     factor = float(np.clip(target / width, 2 / 3, 1.5))
     frame = frame_width(image)
     if centre is not None and frame > 0:
         centre = (centre[0] - frame, centre[1] - frame)
-    return inside_frame(image, lambda inner: zoom(inner, factor, centre))
+    return inside_frame(image, lambda inner: zoom(inner, factor, centre,
+                                                  interpolation=cv2.INTER_LANCZOS4))
 
 
 def to_position(image: np.ndarray, centre: tuple[float, float] | None,
                 target: tuple[float, float]) -> np.ndarray:
     """Translate the content so the face centre (pixels) lands on `target` (shares of the side),
-    inside any frame; unknown centre: as is."""
+    to the nearest whole pixel (a copy: no resampling blur), inside any frame; unknown centre: as
+    is."""
     if centre is None:
         return image
     side = image.shape[0]
-    offset = (target[0] * side - centre[0], target[1] * side - centre[1])
+    offset = (float(round(target[0] * side - centre[0])), float(round(target[1] * side - centre[1])))
     return inside_frame(image, lambda inner: zoom(inner, 1.0, None, offset))
 
 

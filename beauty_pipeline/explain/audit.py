@@ -65,7 +65,7 @@ def split_rows(manifest: pd.DataFrame, split: str) -> pd.DataFrame:
     return manifest[manifest["split"] == split].reset_index(drop=True)
 
 
-FAMILY_SETS_VERSION = "2"  # bump when a profile move changes: cached own/other sets are rebuilt
+FAMILY_SETS_VERSION = "3"  # bump when a profile move changes: cached own/other sets are rebuilt
 
 
 def face_geometry(rows: pd.DataFrame, store: ImageStore, side: int) -> tuple[np.ndarray, list]:
