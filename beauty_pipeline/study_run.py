@@ -15,7 +15,7 @@ from pathlib import Path
 from dagster import AssetKey, DagsterInstance, MultiPartitionKey, materialize
 
 from beauty_pipeline import progress
-from beauty_pipeline.assets.common import CODE_VERSION, GPU_POOL
+from beauty_pipeline.assets.common import GPU_POOL, step_code_version
 from beauty_pipeline.definitions import defs
 from beauty_pipeline.demo.synthetic import DemoSpec
 from beauty_pipeline.lanes import overlapped, pool_is_limited
@@ -251,7 +251,7 @@ class Steps:
 
     def digest(self, keys, partition, inputs, extra) -> str:
         upstream = [(a, p, data_version(self.instance, a, p)) for a, p in inputs]
-        return fingerprint(CODE_VERSION, self.plan.run_config(keys)["ops"], self.settings,
+        return fingerprint(step_code_version(keys), self.plan.run_config(keys)["ops"], self.settings,
                            str(partition or ""), upstream, extra)
 
     def run(self, name: str, keys, partition=None, inputs=(), extra=None, outputs=()):

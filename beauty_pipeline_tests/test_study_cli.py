@@ -194,3 +194,16 @@ def test_epochs_checkpointed_but_never_logged_reach_mlflow(tmp_path):
     finally:
         mlflow.set_tracking_uri("")
     assert values == {1: pytest.approx(0.1), 2: pytest.approx(0.2), 3: pytest.approx(0.3)}
+
+
+def test_an_audit_method_change_reruns_the_audit_steps_and_no_data_step(monkeypatch):
+    from beauty_pipeline.assets import common
+    from beauty_pipeline.study_run import PER_MODEL_ASSETS, PERSON_ASSETS
+
+    data_step, model_step = common.step_code_version(PERSON_ASSETS), common.step_code_version(
+        PER_MODEL_ASSETS)
+    assert data_step == common.CODE_VERSION  # unchanged: existing ledgers keep their data steps
+    monkeypatch.setattr(common, "AUDIT_CODE_VERSION", "9.9.9")
+    assert common.step_code_version(PER_MODEL_ASSETS) not in (model_step, data_step)
+    assert common.step_code_version(PERSON_ASSETS) == data_step
+    assert common.step_code_version(["face_dataset"]) == data_step

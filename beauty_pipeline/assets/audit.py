@@ -22,6 +22,7 @@ from beauty_pipeline.assets.common import (
     GPU_STEP_TAGS,
     ON_INPUTS_CHANGED,
     png_md,
+    step_code_version,
     table_md,
 )
 from beauty_pipeline.assets.transfer import score_transfer_sets
@@ -129,7 +130,8 @@ def gradcam(context: AssetExecutionContext, config: GradcamConfig, classifier: d
     yield face_attention(result)
 
 
-@asset(group_name="audit", partitions_def=model_background_partitions, code_version=CODE_VERSION,
+@asset(group_name="audit", partitions_def=model_background_partitions,
+       code_version=step_code_version(["shortcut_audit"]),
        automation_condition=ON_INPUTS_CHANGED, ins=VARIANT_OF_PARTITION, check_specs=AUDIT_CHECKS,
        pool=GPU_POOL, op_tags=GPU_STEP_TAGS,
        deps=["transfer_faces"])  # read from its stored manifest: absent = no transfer set

@@ -16,6 +16,14 @@ from beauty_pipeline.resources.storage import StudyStorage
 from beauty_pipeline.storage import paths_absolute
 
 CODE_VERSION = "0.2.0"  # 0.2: nine counterfactual sets, eight families, per-seed verdicts
+# The audit's method on its own: a changed family move or verdict rule reruns the audits, and only
+# them (training resumes from its finished checkpoints). 0.2.1: spatial moves without resampling blur.
+AUDIT_CODE_VERSION = "0.2.1"
+
+
+def step_code_version(assets) -> str:
+    """The code version a study step's fingerprint carries (CODE_VERSION, plus the audit's)."""
+    return CODE_VERSION + (f"+audit{AUDIT_CODE_VERSION}" if "shortcut_audit" in assets else "")
 
 # Steps that use the GPU (training, Grad-CAM, the audit's probes) are in this Dagster concurrency
 # pool; dagster.yaml caps it at one step per device, across runs (CLI passes and UI backfills).
