@@ -21,8 +21,8 @@ from beauty_pipeline.assets.common import (
     GPU_POOL,
     GPU_STEP_TAGS,
     ON_INPUTS_CHANGED,
+    audit_code_version,
     png_md,
-    step_code_version,
     table_md,
 )
 from beauty_pipeline.assets.transfer import score_transfer_sets
@@ -131,7 +131,7 @@ def gradcam(context: AssetExecutionContext, config: GradcamConfig, classifier: d
 
 
 @asset(group_name="audit", partitions_def=model_background_partitions,
-       code_version=step_code_version(["shortcut_audit"]),
+       code_version=audit_code_version(),
        automation_condition=ON_INPUTS_CHANGED, ins=VARIANT_OF_PARTITION, check_specs=AUDIT_CHECKS,
        pool=GPU_POOL, op_tags=GPU_STEP_TAGS,
        deps=["transfer_faces"])  # read from its stored manifest: absent = no transfer set

@@ -21,9 +21,15 @@ CODE_VERSION = "0.2.0"  # 0.2: nine counterfactual sets, eight families, per-see
 AUDIT_CODE_VERSION = "0.2.1"
 
 
+def audit_code_version() -> str:
+    """shortcut_audit's code version: the graph's, plus the audit method's."""
+    return f"{CODE_VERSION}+audit{AUDIT_CODE_VERSION}"
+
+
 def step_code_version(assets) -> str:
-    """The code version a study step's fingerprint carries (CODE_VERSION, plus the audit's)."""
-    return CODE_VERSION + (f"+audit{AUDIT_CODE_VERSION}" if "shortcut_audit" in assets else "")
+    """The code version a study step's fingerprint carries: the audit's when it holds the audit."""
+    return audit_code_version() if "shortcut_audit" in assets else CODE_VERSION
+
 
 # Steps that use the GPU (training, Grad-CAM, the audit's probes) are in this Dagster concurrency
 # pool; dagster.yaml caps it at one step per device, across runs (CLI passes and UI backfills).

@@ -326,7 +326,7 @@ def to_position(image: np.ndarray, centre: tuple[float, float] | None,
     if centre is None:
         return image
     side = image.shape[0]
-    offset = (float(round(target[0] * side - centre[0])), float(round(target[1] * side - centre[1])))
+    offset = tuple(float(round(t * side - c)) for t, c in zip(target, centre, strict=True))
     return inside_frame(image, lambda inner: zoom(inner, 1.0, None, offset))
 
 
