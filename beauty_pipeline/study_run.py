@@ -91,6 +91,7 @@ class StudyPlan:
 
     options: StudyOptions
     log_level: str = "WARNING"
+    unread_resources: tuple[str, ...] = ("demo_data",)  # a study reads no synthetic faces
 
     @property
     def home(self) -> Path:
@@ -237,6 +238,35 @@ def register_persons(instance: DagsterInstance, ranking) -> list[str]:
     return persons
 
 
+# Settings that change how fast a step runs, never what it makes (the pools are bit-exact).
+SPEED_ONLY = {"face_stage": ("workers",)}
+
+
+def resource_settings(plan) -> dict:
+    """Each resource's settings as a step's fingerprint sees them: without the speed-only ones
+    and without the resources the plan never reads (the study's demo_data, whose defaults change
+    with the demo, must not rerun a real study)."""
+    unread = set(getattr(plan, "unread_resources", ()))
+    out = {}
+    for name, resource in sorted(plan.resources().items()):
+        if name in unread:
+            continue
+        settings = resource.model_dump() if hasattr(resource, "model_dump") else repr(resource)
+        if isinstance(settings, dict):
+            settings = {k: v for k, v in settings.items() if k not in SPEED_ONLY.get(name, ())}
+        out[name] = settings
+    return out
+
+
+def resources_read(keys: Iterable[str]) -> set[str]:
+    """The resources a step's assets declare (plus their IO manager): only these settings count."""
+    out = {"io_manager"}
+    for asset in defs.assets:
+        if any(AssetKey(k) in asset.keys for k in keys):
+            out |= set(asset.required_resource_keys)
+    return out
+
+
 class Steps:
     """Runs a pass's steps; with a ledger, a step already done under the same inputs is skipped."""
 
@@ -245,13 +275,12 @@ class Steps:
         self.skipped: list[str] = []
         self.lock = threading.Lock()  # lanes share the ledger
         self.workers: ProcessPoolExecutor | None = None  # set while lanes overlap
-        resources = plan.resources()
-        self.settings = {k: v.model_dump() if hasattr(v, "model_dump") else repr(v)
-                         for k, v in sorted(resources.items())}
+        self.settings = resource_settings(plan)
 
     def digest(self, keys, partition, inputs, extra) -> str:
         upstream = [(a, p, data_version(self.instance, a, p)) for a, p in inputs]
-        return fingerprint(step_code_version(keys), self.plan.run_config(keys)["ops"], self.settings,
+        used = {k: v for k, v in self.settings.items() if k in resources_read(keys)}
+        return fingerprint(step_code_version(keys), self.plan.run_config(keys)["ops"], used,
                            str(partition or ""), upstream, extra)
 
     def run(self, name: str, keys, partition=None, inputs=(), extra=None, outputs=()):

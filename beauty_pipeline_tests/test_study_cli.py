@@ -154,6 +154,8 @@ def test_ctrl_c_keeps_finished_work_and_the_rerun_continues(small_study):
 
 def test_rerun_reuses_everything_and_a_new_photo_reruns_its_person_and_downstream(small_study):
     root, command, held_back, crops = small_study
+    finished = run(command, root)  # the study done once (all reused after the Ctrl-C test)
+    assert finished.returncode == 0, finished.stderr[-3000:]
     same = run(command, root)
     assert same.returncode == 0, same.stderr[-3000:]
     ledger = json.loads((root / "home" / "study-steps.json").read_text())
@@ -207,3 +209,32 @@ def test_an_audit_method_change_reruns_the_audit_steps_and_no_data_step(monkeypa
     assert common.step_code_version(PER_MODEL_ASSETS) not in (model_step, data_step)
     assert common.step_code_version(PERSON_ASSETS) == data_step
     assert common.step_code_version(["face_dataset"]) == data_step
+
+
+def test_step_fingerprints_ignore_the_demo_and_speed_settings(tmp_path, monkeypatch):
+    """A real study's steps keep their fingerprint when the demo's defaults or --workers change,
+    and each step counts only the settings it reads: a new detector reruns the face steps only."""
+    from dagster import instance_for_test
+
+    from beauty_pipeline.study_run import Steps, StudyPlan
+
+    face_steps = ("celebrity_photos", "celebrity_faces")
+    model_steps = ("classifier", "gradcam", "shortcut_audit")
+
+    def digests(*flags):
+        plan = StudyPlan(options(tmp_path, "--home", str(tmp_path / "home"), *flags))
+        steps = Steps(instance, plan, ledger=None)
+        return {keys: steps.digest(keys, None, (), None)
+                for keys in (face_steps, ("fairface_faces",), model_steps)}
+
+    with instance_for_test() as instance:
+        before = digests()
+        monkeypatch.setenv("BEAUTY_PIPELINE_DEMO_PERSONS", "999")  # the demo's size changed
+        assert digests() == before
+        assert digests("--workers", "7") == before
+        detector = tmp_path / "other_detector.onnx"
+        detector.write_bytes(b"another detector")
+        changed = digests("--detector-model", str(detector))
+        assert changed[face_steps] != before[face_steps]
+        assert changed[model_steps] == before[model_steps]
+        assert digests("--epochs", "3")[model_steps] != before[model_steps]

@@ -48,7 +48,6 @@ class Thresholds:
     face_mass_lift_class: float = 0.8
     control_cost: float = 0.10  # a family's control may cost at most this (else: untestable)
     face_features_drop: float = 0.15  # features removed must cost more; the control less
-    face_mass_lift: float = 1.0  # Grad-CAM heat on the face vs a uniform map's share
     # source transfer (explain/transfer.py): in-source accuracy this high, while accuracy on the
     # same class from another source falls to chance (interval's low end at or below
     # transfer_chance, and at least transfer_drop below in-source), names `source`
