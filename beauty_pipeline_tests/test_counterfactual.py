@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pytest
 
@@ -10,10 +11,12 @@ from beauty_pipeline.data.backgrounds import background_plate
 from beauty_pipeline.data.counterfactual import (
     COUNTERFACTUALS,
     TestSample,
+    aligned,
     build_counterfactuals,
     control_blobs,
     face_region,
     feature_blobs,
+    inner_face_blobs,
     neutral_colour,
     partners,
 )
@@ -147,11 +150,40 @@ def test_feature_removal_touches_only_the_features_and_the_control_the_same_area
         assert built.feature_area[i] == built.control_area[i] == features.sum() == control.sum()
         assert not (control & (face_region(sample) >= 0.5)).any()  # never on the face
         assert (sample.mask[control] == 255).all()  # always on the person
-        swapped, swap_control = (built.sets[n][i] for n in ("face_features_swapped",
-                                                            "face_features_swap_control"))
-        np.testing.assert_array_equal(swapped[~features], sample.image[~features])
-        np.testing.assert_array_equal(swap_control[~control], sample.image[~control])
         assert samples[built.other_partner[i]].label != sample.label  # from the other class
+
+
+def _scaled(sample: TestSample, k: int) -> TestSample:
+    """The same portrait k times larger (nearest neighbour), so a pixel is small next to a face."""
+    def big(array):
+        return cv2.resize(array, None, fx=k, fy=k, interpolation=cv2.INTER_NEAREST)
+
+    return TestSample(big(sample.image), big(sample.mask), big(sample.plate), sample.label,
+                      sample.identity, tuple(k * v for v in sample.face_box))
+
+
+def test_the_swap_takes_the_inner_face_from_the_other_class_and_the_control_as_many_pixels():
+    samples = [_scaled(_portrait(label, seed), 3) for label, seed in ((1, 0), (1, 1), (0, 2),
+                                                                     (0, 3))]
+    built = build_counterfactuals(samples, np.array([90, 100, 110], np.uint8))
+    for i, sample in enumerate(samples):
+        inner = np.any(inner_face_blobs(sample), axis=0)
+        control = np.any(control_blobs(sample, inner_face_blobs(sample)), axis=0)
+        face = face_region(sample) >= 0.5
+        features = np.any(feature_blobs(sample), axis=0)
+        assert (inner & face).sum() == inner.sum()  # inside the face...
+        assert (features & face & ~inner).sum() <= 0.05 * features.sum()  # ...with the features
+        assert inner.sum() > 1.5 * features.sum()  # and the cheeks
+        rim = face & ~cv2.erode(face.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
+        assert not (inner & rim).any()  # clear of the face's outline
+        assert not (control & face).any() and (sample.mask[control] == 255).all()
+        assert built.areas[i, 2] == built.areas[i, 3] == inner.sum() == control.sum()
+        swapped, swap_control = (built.sets[n][i] for n in ("face_swapped", "face_swap_control"))
+        source = aligned(samples[built.other_partner[i]], sample)
+        np.testing.assert_array_equal(swapped[~inner], sample.image[~inner])
+        np.testing.assert_array_equal(swapped[inner], source[inner])
+        np.testing.assert_array_equal(swap_control[~control], sample.image[~control])
+        np.testing.assert_array_equal(swap_control[control], source[control])
 
 
 def test_a_photo_frame_stays_with_the_photo_not_with_the_plate():

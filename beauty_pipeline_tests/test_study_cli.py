@@ -209,6 +209,11 @@ def test_an_audit_method_change_reruns_the_audit_steps_and_no_data_step(monkeypa
     assert common.step_code_version(PER_MODEL_ASSETS) not in (model_step, data_step)
     assert common.step_code_version(PERSON_ASSETS) == data_step
     assert common.step_code_version(["face_dataset"]) == data_step
+    # a changed counterfactual set rebuilds the variants (whose training images stay the same)
+    variant_step = common.step_code_version(["face_dataset_variant"])
+    monkeypatch.setattr(common, "COUNTERFACTUAL_SETS_VERSION", "99")
+    assert common.step_code_version(["face_dataset_variant"]) != variant_step
+    assert common.step_code_version(["face_dataset"]) == data_step
 
 
 def test_step_fingerprints_ignore_the_demo_and_speed_settings(tmp_path, monkeypatch):

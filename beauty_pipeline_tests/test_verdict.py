@@ -13,8 +13,8 @@ NO_BACKGROUND = Estimate(0.5, 0.45, 0.55)
 LIFTS = {"celebrity": 1.6, "ordinary": 1.4}
 COLLAPSE = FaceEvidence(Estimate(0.4, 0.3, 0.5), Estimate(0.01, -0.04, 0.06))
 EVIDENCE = {"all classes, features removed": COLLAPSE,
-            "celebrity, features from the other class": COLLAPSE,
-            "ordinary, features from the other class": COLLAPSE}
+            "celebrity, inner face from the other class": COLLAPSE,
+            "ordinary, inner face from the other class": COLLAPSE}
 CHEAP = Estimate(0.02, -0.02, 0.06)
 
 
@@ -57,13 +57,24 @@ def test_no_face_without_face_evidence():
 
 def test_weak_face_evidence_in_one_class_is_inconclusive():
     weak = FaceEvidence(Estimate(0.12, 0.02, 0.22), Estimate(0.0, -0.05, 0.05))
-    result = face(evidence={**EVIDENCE, "ordinary, features from the other class": weak})
+    result = face(evidence={**EVIDENCE, "ordinary, inner face from the other class": weak})
     assert result.label == "inconclusive"
     assert result.reasons == (result.reasons[0],) and "ordinary" in result.reasons[0]
     # the control collapsing as much as the features: the person, not the face, decides
     both = FaceEvidence(Estimate(0.4, 0.3, 0.5), Estimate(0.35, 0.25, 0.45))
     assert face(evidence={**EVIDENCE, "all classes, features removed": both}).label == \
         "inconclusive"
+
+
+def test_a_swap_whose_control_changed_too_few_pixels_proves_nothing():
+    """A tight crop leaves little of the person outside the face: a control that changed only
+    half the swap's pixels cannot show that the face, not any area, decides."""
+    short = FaceEvidence(COLLAPSE.features, COLLAPSE.control, control_area_share=0.5)
+    assert not short.holds()
+    result = face(evidence={**EVIDENCE, "celebrity, inner face from the other class": short})
+    assert result.label == "inconclusive" and "changed only 50% of the test's pixels" in \
+        result.reasons[0]
+    assert FaceEvidence(COLLAPSE.features, COLLAPSE.control, control_area_share=0.95).holds()
 
 
 def test_features_must_cost_clearly_more_than_the_equal_area_control():

@@ -56,10 +56,11 @@ def test_the_clean_world_is_face_on_positive_evidence_in_each_class(zoo):
     assert clean["face_features_drop_ci_low"] > limit  # no eyes, nose, mouth: the decision goes
     assert clean["face_features_control_drop"] < limit  # the same area elsewhere: it stays
     assert clean["face_features_drop_beyond_control_ci_low"] > limit  # features, not any area
-    for name in ("celebrity", "ordinary"):
-        assert clean[f"face_features_swap_drop_{name}_ci_low"] > limit, name
-        assert clean[f"face_features_swap_control_drop_{name}"] < limit, name
-        assert clean[f"face_features_swap_drop_beyond_control_{name}_ci_low"] > limit, name
+    assert clean["face_swap_control_area_share"] >= THRESHOLDS.control_area_share
+    for name in ("celebrity", "ordinary"):  # the inner face from the other class: it goes
+        assert clean[f"face_swap_drop_{name}_ci_low"] > limit, name
+        assert clean[f"face_swap_control_drop_{name}"] < limit, name
+        assert clean[f"face_swap_drop_beyond_control_{name}_ci_low"] > limit, name
     # the background model keeps its decision without the facial features
     assert background["face_features_drop"] < clean["face_features_drop"]
 

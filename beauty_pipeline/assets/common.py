@@ -17,8 +17,12 @@ from beauty_pipeline.storage import paths_absolute
 
 CODE_VERSION = "0.2.0"  # 0.2: nine counterfactual sets, eight families, per-seed verdicts
 # The audit's method on its own: a changed family move or verdict rule reruns the audits, and only
-# them (training resumes from its finished checkpoints). 0.2.1: spatial moves without resampling blur.
-AUDIT_CODE_VERSION = "0.2.1"
+# them (training resumes from its finished checkpoints). 0.2.1: spatial moves without resampling
+# blur; 0.3.0: the per-class face evidence swaps the inner face, its control's area is checked.
+AUDIT_CODE_VERSION = "0.3.0"
+# The variants' counterfactual test sets on their own: a changed set rebuilds the variants, whose
+# training images and data versions stay the same (so no model retrains). 2: the inner-face swap.
+COUNTERFACTUAL_SETS_VERSION = "2"
 
 
 def audit_code_version() -> str:
@@ -26,9 +30,17 @@ def audit_code_version() -> str:
     return f"{CODE_VERSION}+audit{AUDIT_CODE_VERSION}"
 
 
+def variant_code_version() -> str:
+    """face_dataset_variant's code version: the graph's, plus its counterfactual sets'."""
+    return f"{CODE_VERSION}+sets{COUNTERFACTUAL_SETS_VERSION}"
+
+
 def step_code_version(assets) -> str:
-    """The code version a study step's fingerprint carries: the audit's when it holds the audit."""
-    return audit_code_version() if "shortcut_audit" in assets else CODE_VERSION
+    """The code version a study step's fingerprint carries: the audit's when it holds the audit,
+    the variants' when it builds a variant, else the graph's."""
+    if "shortcut_audit" in assets:
+        return audit_code_version()
+    return variant_code_version() if "face_dataset_variant" in assets else CODE_VERSION
 
 
 # Steps that use the GPU (training, Grad-CAM, the audit's probes) are in this Dagster concurrency

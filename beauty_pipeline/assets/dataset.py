@@ -7,7 +7,13 @@ import pandas as pd
 from dagster import AssetExecutionContext, Config, DataVersion, MetadataValue, Output, asset
 from pydantic import Field
 
-from beauty_pipeline.assets.common import CODE_VERSION, ON_INPUTS_CHANGED, counts_by, image_strip_md
+from beauty_pipeline.assets.common import (
+    CODE_VERSION,
+    ON_INPUTS_CHANGED,
+    counts_by,
+    image_strip_md,
+    variant_code_version,
+)
 from beauty_pipeline.assets.faces import stage_cost
 from beauty_pipeline.checks import (
     DATASET_CHECKS,
@@ -166,7 +172,8 @@ class VariantConfig(Config):
     mask_max: float = 0.95
 
 
-@asset(group_name="dataset", partitions_def=background_partitions, code_version=CODE_VERSION,
+@asset(group_name="dataset", partitions_def=background_partitions,
+       code_version=variant_code_version(),
        automation_condition=ON_INPUTS_CHANGED)
 def face_dataset_variant(context: AssetExecutionContext, config: VariantConfig,
                          face_dataset: pd.DataFrame, storage: StudyStorage) -> Output[pd.DataFrame]:

@@ -9,11 +9,13 @@ Every set keeps the person's label and is built identically for both classes:
   (positive evidence for the face: a face model's decision must collapse).
 - face_features_control: the same area of the same person removed elsewhere (hair, neck, clothes,
   forehead: inside the person, outside the face) and filled the same way (the control).
-- face_features_swapped: eyes, nose and mouth taken from the mixed-other partner (an identity of
-  the other class, its face box aligned onto this one); face_features_swap_control: the same
-  pixels of the control area taken from that partner. Removal leaves a face with no features,
-  which a face model reads as one class (the "featureless" class keeps its accuracy), so only the
-  swap can show, in *each* class, that the features decide.
+- face_swapped: the inner face (eyes, cheeks, nose and mouth: the face inside its outline)
+  taken from the mixed-other partner (an identity of the other class, its face box aligned onto
+  this one); face_swap_control: as many pixels of the same person elsewhere taken from that
+  partner. Removal leaves a face with no features, which a face model reads as one class (the
+  "featureless" class keeps its accuracy), so only the swap can show, in *each* class, that the
+  face decides; it takes the whole inner face, not the features alone, because a class's look
+  lives on the cheeks and skin too (blush, make-up), which a features-only swap leaves in place.
 - background_only: the image's background plate (person removed and inpainted).
 - mixed_same: the person on the background plate of another identity of the *same* class
   (the control: compositing damage without a class change).
@@ -39,8 +41,8 @@ from beauty_pipeline.data.backgrounds import as_alpha, composite, fill_hole
 from beauty_pipeline.data.families import frame_colour, frame_width, noise_sigma, to_border, to_noise
 
 COUNTERFACTUALS = ("face_only", "person_only", "background_only", "mixed_same", "mixed_other",
-                   "face_features_removed", "face_features_control", "face_features_swapped",
-                   "face_features_swap_control")
+                   "face_features_removed", "face_features_control", "face_swapped",
+                   "face_swap_control")
 # Where the eyes, nose and mouth sit inside a face box (x0, y0, x1, y1), as ellipses
 # (centre x, centre y, radius x, radius y) in fractions of the box: the rows carry no landmarks
 # (the face stage keeps the box only), so the aligned-face positions are used; they cover the
@@ -51,6 +53,12 @@ FEATURE_PRIOR = ((0.29, 0.42, 0.15, 0.10), (0.71, 0.42, 0.15, 0.10),  # eyes
 # Where the control removes the same area, relative to the face box (x, y in box widths/heights
 # from its top-left corner): left and right shoulder, neck, top of the head.
 CONTROL_ANCHORS = ((-0.6, 1.55), (1.6, 1.55), (0.5, 1.25), (0.5, -0.08))
+# The inner face the swap takes, as one ellipse in the box's fractions: from the brows to below
+# the mouth and across both cheeks, clear of the face's outline (so the partner's hair, ears or
+# background never come along); split in four quadrants, one per control anchor.
+INNER_FACE = (0.50, 0.57, 0.42, 0.30)
+# The areas recorded per test image (manifest columns cf_<name>_area), in FaceSets.areas order.
+FACE_AREAS = ("feature", "control", "swap", "swap_control")
 
 
 @dataclass(frozen=True)
@@ -101,6 +109,17 @@ def feature_blobs(sample: TestSample) -> list[np.ndarray]:
     person = as_alpha(sample.mask)[..., 0] >= 0.5
     return [blob & person for blob in _ellipses(sample.image.shape[:2], sample_box(sample),
                                                  FEATURE_PRIOR)]
+
+
+def inner_face_blobs(sample: TestSample) -> list[np.ndarray]:
+    """The inner face (INNER_FACE inside the face and the person) as four quadrant masks."""
+    [inner] = _ellipses(sample.image.shape[:2], sample_box(sample), [INNER_FACE])
+    inner &= (face_region(sample) >= 0.5) & (as_alpha(sample.mask)[..., 0] >= 0.5)
+    x0, y0, x1, y1 = sample_box(sample)
+    cx, cy = x0 + INNER_FACE[0] * (x1 - x0), y0 + INNER_FACE[1] * (y1 - y0)
+    ys, xs = np.mgrid[0:inner.shape[0], 0:inner.shape[1]].astype(np.float32) + 0.5
+    left, top = xs < cx, ys < cy
+    return [inner & left & top, inner & ~left & top, inner & ~left & ~top, inner & left & ~top]
 
 
 def control_blobs(sample: TestSample, blobs: list[np.ndarray]) -> list[np.ndarray]:
@@ -180,15 +199,33 @@ def pasted(image: np.ndarray, source: np.ndarray, regions: list[np.ndarray]) -> 
     return out
 
 
-def feature_sets(sample: TestSample, partner: TestSample) -> tuple:
-    """(features removed, control removed, features swapped from the other-class partner, control
-    swapped, feature area, control area) for one sample."""
-    blobs = feature_blobs(sample)
-    control = control_blobs(sample, blobs)
+@dataclass(frozen=True)
+class FaceSets:
+    """One sample's face tests: features removed and their control, the inner face swapped from
+    the other-class partner and its control, with each test's area and its control's."""
+
+    removed: np.ndarray
+    removed_control: np.ndarray
+    swapped: np.ndarray
+    swap_control: np.ndarray
+    areas: tuple[int, int, int, int]  # features, their control, inner face, its control
+
+
+def _area(regions: list[np.ndarray]) -> int:
+    return int(sum(r.sum() for r in regions))
+
+
+def face_sets(sample: TestSample, partner: TestSample) -> FaceSets:
+    """The face tests for one sample and its other-class partner."""
+    features = feature_blobs(sample)
+    features_control = control_blobs(sample, features)
+    inner = inner_face_blobs(sample)
+    inner_control = control_blobs(sample, inner)
     source = aligned(partner, sample)
-    return (remove_regions(sample.image, blobs), remove_regions(sample.image, control),
-            pasted(sample.image, source, blobs), pasted(sample.image, source, control),
-            int(sum(b.sum() for b in blobs)), int(sum(c.sum() for c in control)))
+    return FaceSets(remove_regions(sample.image, features),
+                    remove_regions(sample.image, features_control),
+                    pasted(sample.image, source, inner), pasted(sample.image, source, inner_control),
+                    tuple(_area(r) for r in (features, features_control, inner, inner_control)))
 
 
 def neutral_colour(images: Sequence[np.ndarray], masks: Sequence[np.ndarray]) -> np.ndarray:
@@ -229,17 +266,23 @@ class CounterfactualSets:
     same_partner: np.ndarray
     other_partner: np.ndarray
     neutral: np.ndarray
-    feature_area: np.ndarray  # pixels removed per image: features, then the control
-    control_area: np.ndarray
+    areas: np.ndarray  # (images, 4) pixels: features, their control, inner face, its control
+
+    @property
+    def feature_area(self) -> np.ndarray:
+        return self.areas[:, 0]
+
+    @property
+    def control_area(self) -> np.ndarray:
+        return self.areas[:, 1]
 
 
 def sample_sets(sample: TestSample, same: TestSample, other: TestSample,
-                neutral: np.ndarray) -> tuple[list[np.ndarray], int, int]:
+                neutral: np.ndarray) -> tuple[list[np.ndarray], tuple[int, int, int, int]]:
     """One test image's sets in COUNTERFACTUALS order, given its same- and other-class partners,
-    with the feature and control areas: one function for the serial and the pooled builds."""
+    with the face tests' areas: one function for the serial and the pooled builds."""
     plate = np.broadcast_to(np.asarray(neutral, np.uint8), sample.image.shape).copy()
-    removed, control, swapped, swap_control, feature_area, control_area = \
-        feature_sets(sample, other)
+    face = face_sets(sample, other)
     made = {
         "face_only": composite(sample.image, as_alpha(sample.mask)[..., 0] * face_region(sample),
                                plate),
@@ -249,12 +292,12 @@ def sample_sets(sample: TestSample, same: TestSample, other: TestSample,
                                 framed_like(unframed_plate(same), sample)),
         "mixed_other": composite(sample.image, sample.mask,
                                  framed_like(unframed_plate(other), sample)),
-        "face_features_removed": removed,
-        "face_features_control": control,
-        "face_features_swapped": swapped,
-        "face_features_swap_control": swap_control,
+        "face_features_removed": face.removed,
+        "face_features_control": face.removed_control,
+        "face_swapped": face.swapped,
+        "face_swap_control": face.swap_control,
     }
-    return [made[name] for name in COUNTERFACTUALS], feature_area, control_area
+    return [made[name] for name in COUNTERFACTUALS], face.areas
 
 
 def build_counterfactuals(samples: Sequence[TestSample], neutral: np.ndarray,
@@ -270,4 +313,4 @@ def build_counterfactuals(samples: Sequence[TestSample], neutral: np.ndarray,
             for s, j, k in zip(samples, same, other, strict=True)]
     sets = {name: [m[0][n] for m in made] for n, name in enumerate(COUNTERFACTUALS)}
     return CounterfactualSets(sets, labels, same, other, np.asarray(neutral, np.uint8),
-                              np.asarray([m[1] for m in made]), np.asarray([m[2] for m in made]))
+                              np.asarray([m[1] for m in made], dtype=np.int64).reshape(-1, 4))

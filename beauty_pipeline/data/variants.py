@@ -18,6 +18,7 @@ from beauty_pipeline.data.backgrounds import (
 )
 from beauty_pipeline.data.counterfactual import (
     COUNTERFACTUALS,
+    FACE_AREAS,
     TestSample,
     partners,
     sample_sets,
@@ -152,14 +153,14 @@ def _background_sum_chunk(store_root: str, jobs: list) -> list:
 
 def _counterfactual_chunk(store_root: str, jobs: list) -> list:
     """Pool task: every counterfactual set's key per test image (COUNTERFACTUALS order), then the
-    feature and control areas, made by sample_sets from the image and its two partners."""
+    face tests' areas (FACE_AREAS), made by sample_sets from the image and its two partners."""
     store = ImageStore(store_root)
     out = []
     for sample, same, other, neutral in jobs:
-        images, feature_area, control_area = sample_sets(
+        images, areas = sample_sets(
             stored_sample(store, sample), stored_sample(store, same), stored_sample(store, other),
             np.asarray(neutral, np.uint8))
-        out.append([*(store.put_array(image) for image in images), feature_area, control_area])
+        out.append([*(store.put_array(image) for image in images), *areas])
     return out
 
 
@@ -321,8 +322,8 @@ def add_counterfactuals(manifest: pd.DataFrame, store: ImageStore, settings: Var
                     on_chunk, background=background)
     for n, name in enumerate(COUNTERFACTUALS):
         manifest.loc[test, f"cf_{name}_key"] = [m[n] for m in made]
-    manifest.loc[test, "cf_feature_area"] = [m[-2] for m in made]  # pixels removed: features
-    manifest.loc[test, "cf_control_area"] = [m[-1] for m in made]  # and the equal-area control
+    for n, name in enumerate(FACE_AREAS):  # pixels each face test and its control change
+        manifest.loc[test, f"cf_{name}_area"] = [m[len(COUNTERFACTUALS) + n] for m in made]
     manifest.loc[test, "cf_same_partner"] = manifest.loc[test, "sample_id"].to_numpy()[same]
     manifest.loc[test, "cf_other_partner"] = manifest.loc[test, "sample_id"].to_numpy()[other]
     return manifest

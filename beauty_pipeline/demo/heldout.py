@@ -89,7 +89,8 @@ def run_heldout_world(name: str, home: Path, settings: ZooSettings, seeds: int =
     world = HELD_OUT_WORLDS[name]
     per_seed = audit["per_seed"]
     cue_world = world["planted"] != "none"
-    keys = [k for k in audit if k.startswith(("acc_", "bg_gap", "family_", "face_features_"))]
+    keys = [k for k in audit if k.startswith(("acc_", "bg_gap", "family_", "face_features_",
+                                               "face_swap"))]
     return {"world": name, "cue": world["planted"], "where": world["where"],
             "nearest": world["nearest"], "shortcut": spec.shortcut,
             "face_signal": spec.face_signal, "verdict": audit["verdict"],

@@ -157,7 +157,8 @@ def run_world(name: str, home: Path, settings: ZooSettings) -> dict:
                  **transfer_control_metrics(controls)}
     planted = world.get("expected", world["planted"])
     keys = [k for k in audit if k.startswith(("acc_", "bg_gap", "composite_cost", "family_",
-                                               "matched_", "face_features_", "transfer_"))]
+                                               "matched_", "face_features_", "face_swap",
+                                               "transfer_"))]
     return {"world": name, "planted": planted, "named": audit["named_families"],
             "verdict": audit["verdict"], "reasons": audit["verdict_reasons"],
             "test_accuracy": audit["acc_original"], "val_accuracy": history[-1].val_accuracy,
@@ -188,8 +189,7 @@ def detection_matrix(results: Sequence[dict]) -> str:
         marks = "".join(f"{('named' if f in r['named'] else '.'):>12}" for f in columns)
         acc = r["intervals"]
         face = " / ".join(", ".join(f"{acc[k]:+.2f}" if k in acc else "-" for k in keys) for keys in (
-            ("face_features_drop",), ("face_features_swap_drop_celebrity",
-                                      "face_features_swap_drop_ordinary")))
+            ("face_features_drop",), ("face_swap_drop_celebrity", "face_swap_drop_ordinary")))
         lines.append(f"{r['planted']:<12}{marks}  {r['verdict']:<22}"
                      f"{acc['acc_original']:.3f} [{acc['acc_original_ci_low']:.2f}, "
                      f"{acc['acc_original_ci_high']:.2f}]  {face:<24}"

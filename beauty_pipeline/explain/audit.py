@@ -7,7 +7,7 @@ import hashlib
 import io
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import cv2
@@ -214,7 +214,7 @@ def shortcut_audit(trained: TrainedModel, manifest: pd.DataFrame, store: ImageSt
         cost = boot.difference(correct["original"], _correct(own, labels))
         probes.append(ProbeEffect(family, "profile_swap", True, effect, _flip_rate(own, other),
                                   cost))
-    evidence = face_evidence(correct, labels, boot, result)
+    evidence = face_evidence(correct, labels, boot, result, swap_area_share(rows))
     result["probes"] = [{"family": p.family, "probe": p.probe, "controlled": p.controlled,
                          "effect": p.effect.value, "ci_low": p.effect.low, "ci_high": p.effect.high,
                          "threshold": p.threshold(thresholds), "flip_rate": p.flip_rate,
@@ -261,21 +261,23 @@ def _class_drop(boot: IdentityBootstrap, original: np.ndarray, changed: np.ndarr
 FACE_TESTS = (  # (removed-or-swapped set, its control set, metric names)
     ("face_features_removed", "face_features_control", "face_features_drop",
      "face_features_control_drop"),
-    ("face_features_swapped", "face_features_swap_control", "face_features_swap_drop",
-     "face_features_swap_control_drop"),
+    ("face_swapped", "face_swap_control", "face_swap_drop", "face_swap_control_drop"),
 )
 
 
 def face_evidence(correct: dict, labels: np.ndarray, boot: IdentityBootstrap,
-                  result: dict) -> dict[str, FaceEvidence] | None:
-    """Accuracy lost when the facial features are removed (or taken from another-class identity)
-    and when the same area elsewhere on the person is (the controls), pooled and per class, into
-    `result`. The verdict's evidence: removal pooled (a face model's decision collapses without
-    features) and the swap in each class (removal cannot speak for the class a featureless face
-    is read as). None when the variant has no feature sets."""
+                  result: dict, swap_area_share: float | None = None) -> dict[str, FaceEvidence] | None:
+    """Accuracy lost when the facial features are removed (or the inner face is taken from an
+    identity of the other class) and when the same area elsewhere on the person is (the controls),
+    pooled and per class, into `result`. The verdict's evidence: removal pooled (a face model's
+    decision collapses without features) and the swap in each class (removal cannot speak for the
+    class a featureless face is read as). swap_area_share: the swap control's pixels over the
+    swap's. None when the variant has no face sets."""
     if not {name for test in FACE_TESTS for name in test[:2]} <= set(correct):
         return None
     original = correct["original"]
+    if swap_area_share is not None:
+        result["face_swap_control_area_share"] = swap_area_share
     evidence = {}
     for changed, control, metric, control_metric in FACE_TESTS:
         for suffix, select in (("", None),
@@ -288,9 +290,18 @@ def face_evidence(correct: dict, labels: np.ndarray, boot: IdentityBootstrap,
             result.update(pair.beyond_control.as_metrics(f"{metric}_beyond_control{suffix}"))
             if changed == "face_features_removed" and not suffix:
                 evidence["all classes, features removed"] = pair
-            elif changed == "face_features_swapped" and suffix:
-                evidence[f"{suffix[1:]}, features from the other class"] = pair
+            elif changed == "face_swapped" and suffix:
+                evidence[f"{suffix[1:]}, inner face from the other class"] = replace(
+                    pair, control_area_share=swap_area_share)
     return evidence
+
+
+def swap_area_share(rows: pd.DataFrame) -> float | None:
+    """Pixels the swap's control changed over the pixels the swap changed (None when unrecorded)."""
+    if not {"cf_swap_area", "cf_swap_control_area"} <= set(rows):
+        return None
+    swapped = float(rows["cf_swap_area"].sum())
+    return float(rows["cf_swap_control_area"].sum()) / swapped if swapped > 0 else 0.0
 
 
 @dataclass(frozen=True)

@@ -14,11 +14,12 @@ Order (DESIGN.md §2):
    map in either class, or when the face evidence is missing or weak in either class.
 4. `face` only with positive evidence: removing the eyes, nose and mouth costs accuracy
    (interval above `face_features_drop`) and removing the same area of the person elsewhere does
-   not (interval below it); and in *each* class, taking the eyes, nose and mouth from an identity
-   of the other class costs accuracy while taking the same area elsewhere does not (removal alone
-   cannot speak per class: a featureless face is read as one class, which keeps its accuracy).
-   It means "the facial features carry the decision and no tested shortcut was found", not proof
-   that nothing else is used.
+   not (interval below it); and in *each* class, taking the inner face (eyes, cheeks, nose and
+   mouth) from an identity of the other class costs accuracy while taking as many pixels of the
+   person elsewhere does not (removal alone cannot speak per class: a featureless face is read as
+   one class, which keeps its accuracy; the swap takes the cheeks too, where a class's look can
+   also live). It means "the facial features carry the decision, each class is decided on the
+   face, and no tested shortcut was found", not proof that nothing else is used.
 """
 
 from __future__ import annotations
@@ -48,6 +49,9 @@ class Thresholds:
     face_mass_lift_class: float = 0.8
     control_cost: float = 0.10  # a family's control may cost at most this (else: untestable)
     face_features_drop: float = 0.15  # features removed must cost more; the control less
+    # a swap's control must change at least this share of the pixels the swap changes (a tight
+    # crop can leave too little of the person outside the face); below it the swap says nothing
+    control_area_share: float = 0.9
     # source transfer (explain/transfer.py): in-source accuracy this high, while accuracy on the
     # same class from another source falls to chance (interval's low end at or below
     # transfer_chance, and at least transfer_drop below in-source), names `source`
@@ -83,13 +87,18 @@ class FaceEvidence:
     features: Estimate
     control: Estimate
     beyond_control: Estimate | None = None  # paired: acc(control set) - acc(features set)
+    control_area_share: float | None = None  # the control's pixels over the test's, if recorded
 
     def holds(self, thresholds: Thresholds = THRESHOLDS) -> bool:
         """The decision collapses on the features and not on the control: the features' cost
         clears the limit, the control's stays below it, and the features cost more than the
         equal-area control by at least the limit (paired within identities). Without the paired
-        estimate, the control's whole interval must stay below the limit."""
+        estimate, the control's whole interval must stay below the limit. A control that changed
+        too few pixels to match the test proves nothing."""
         limit = thresholds.face_features_drop
+        if self.control_area_share is not None and \
+                not self.control_area_share >= thresholds.control_area_share:
+            return False
         if not (clears(self.features, limit) and _finite(self.control.value)
                 and self.control.value < limit):
             return False
@@ -189,19 +198,23 @@ def decide(acc_original: Estimate, acc_face_only: Estimate | None, acc_backgroun
     if not face_evidence:
         return Verdict("inconclusive", (), (
             "no face evidence: the facial-feature removal test was not run (no feature sets)",))
-    weak = [f"{name}: features removed {_interval(e.features)}, control {_interval(e.control)}"
-            + (f", features beyond control {_interval(e.beyond_control)}"
+    weak = [f"{name}: changed {_interval(e.features)}, control {_interval(e.control)}"
+            + (f", beyond control {_interval(e.beyond_control)}"
                if e.beyond_control is not None else "")
             + f" vs {thresholds.face_features_drop:.2f}"
+            + (f"; its control changed only {e.control_area_share:.0%} of the test's pixels"
+               if e.control_area_share is not None
+               and not e.control_area_share >= thresholds.control_area_share else "")
             for name, e in face_evidence.items() if not e.holds(thresholds)]
     if weak:
         return Verdict("inconclusive", (), tuple(f"face evidence weak in {w}" for w in weak))
     tested = ", ".join(sorted({p.family for p in probes if p.controlled}))
-    held = "; ".join(f"{name}: features removed {_interval(e.features)}, control "
+    held = "; ".join(f"{name}: changed {_interval(e.features)}, control "
                      f"{_interval(e.control)}" for name, e in face_evidence.items())
     return Verdict("face", (), (f"no tested family ({tested}) changes the predictions; face-only "
-                                f"accuracy holds; the decision follows the eyes, nose and mouth "
-                                f"and not the same area elsewhere ({held})",))
+                                f"accuracy holds; the decision follows the eyes, nose and mouth, "
+                                f"and in each class the inner face, not the same area elsewhere "
+                                f"({held})",))
 
 
 # Fewest test identities per class the verdict is read from. The interval's simulated coverage is
