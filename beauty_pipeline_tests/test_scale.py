@@ -25,7 +25,7 @@ from beauty_pipeline.data.backgrounds import (
     background_plate,
     plate_hole,
 )
-from beauty_pipeline.data.counterfactual import build_counterfactuals, neutral_colour
+from beauty_pipeline.data.counterfactual import FACE_AREAS, build_counterfactuals, neutral_colour
 from beauty_pipeline.data.split import SplitSettings, build_study_set
 from beauty_pipeline.data.variants import VariantSettings, build_variant
 from beauty_pipeline.demo.synthetic import DemoSpec
@@ -106,6 +106,8 @@ def test_counterfactual_sets_are_build_counterfactuals_own(tmp_path, background)
         assert [store.put_array(image) for image in images] == test[f"cf_{name}_key"].tolist()
     assert (test["cf_same_partner"].to_numpy() ==
             test["sample_id"].to_numpy()[built.same_partner]).all()
+    for n, name in enumerate(FACE_AREAS):  # the face tests' areas, as the serial build counts
+        assert (test[f"cf_{name}_area"].to_numpy() == built.areas[:, n]).all(), name
 
 
 def test_each_plate_is_inpainted_once_for_every_variant_and_rerun(tmp_path):

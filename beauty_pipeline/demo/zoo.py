@@ -166,7 +166,8 @@ def run_world(name: str, home: Path, settings: ZooSettings) -> dict:
             "face_mass": {k: cam[k] for k in ("face_mass", "face_mass_ci_low", "face_mass_ci_high",
                                               "face_mass_lift", "face_mass_lift_celebrity",
                                               "face_mass_lift_ordinary")},
-            "face_evidence": {k: audit[k] for k in audit if k.startswith("face_features_")},
+            "face_evidence": {k: audit[k] for k in audit
+                              if k.startswith(("face_features_", "face_swap"))},
             "probes": audit["probes"], "class_profiles": audit["class_profiles"],
             "correct": planted_correctly(planted, audit["named_families"], audit["verdict"])}
 
