@@ -266,18 +266,18 @@ FACE_TESTS = (  # (removed-or-swapped set, its control set, metric names)
 
 
 def face_evidence(correct: dict, labels: np.ndarray, boot: IdentityBootstrap,
-                  result: dict, swap_area_share: float | None = None) -> dict[str, FaceEvidence] | None:
+                  result: dict, area_share: float | None = None) -> dict[str, FaceEvidence] | None:
     """Accuracy lost when the facial features are removed (or the inner face is taken from an
     identity of the other class) and when the same area elsewhere on the person is (the controls),
     pooled and per class, into `result`. The verdict's evidence: removal pooled (a face model's
     decision collapses without features) and the swap in each class (removal cannot speak for the
-    class a featureless face is read as). swap_area_share: the swap control's pixels over the
-    swap's. None when the variant has no face sets."""
+    class a featureless face is read as). area_share: the swap control's pixels over the swap's
+    (swap_area_share). None when the variant has no face sets."""
     if not {name for test in FACE_TESTS for name in test[:2]} <= set(correct):
         return None
     original = correct["original"]
-    if swap_area_share is not None:
-        result["face_swap_control_area_share"] = swap_area_share
+    if area_share is not None:
+        result["face_swap_control_area_share"] = area_share
     evidence = {}
     for changed, control, metric, control_metric in FACE_TESTS:
         for suffix, select in (("", None),
@@ -292,7 +292,7 @@ def face_evidence(correct: dict, labels: np.ndarray, boot: IdentityBootstrap,
                 evidence["all classes, features removed"] = pair
             elif changed == "face_swapped" and suffix:
                 evidence[f"{suffix[1:]}, inner face from the other class"] = replace(
-                    pair, control_area_share=swap_area_share)
+                    pair, control_area_share=area_share)
     return evidence
 
 
