@@ -113,9 +113,10 @@ def feature_blobs(sample: TestSample) -> list[np.ndarray]:
 
 def inner_face_blobs(sample: TestSample) -> list[np.ndarray]:
     """The inner face (INNER_FACE inside the face and the person) as four quadrant masks."""
-    [inner] = _ellipses(sample.image.shape[:2], sample_box(sample), [INNER_FACE])
+    box = sample_box(sample)
+    [inner] = _ellipses(sample.image.shape[:2], box, [INNER_FACE])
     inner &= (face_region(sample) >= 0.5) & (as_alpha(sample.mask)[..., 0] >= 0.5)
-    x0, y0, x1, y1 = sample_box(sample)
+    x0, y0, x1, y1 = box
     cx, cy = x0 + INNER_FACE[0] * (x1 - x0), y0 + INNER_FACE[1] * (y1 - y0)
     ys, xs = np.mgrid[0:inner.shape[0], 0:inner.shape[1]].astype(np.float32) + 0.5
     left, top = xs < cx, ys < cy

@@ -16,7 +16,12 @@ from beauty_pipeline.data.families import FAMILIES
 from beauty_pipeline.demo.synthetic import DemoSpec
 from beauty_pipeline.demo.zoo import ZooSettings, world_dataset
 from beauty_pipeline.errors import PipelineError
-from beauty_pipeline.explain.audit import TrainedModel, class_lifts, gradcam_audit
+from beauty_pipeline.explain.audit import (
+    FACE_METRIC_PREFIXES,
+    TrainedModel,
+    class_lifts,
+    gradcam_audit,
+)
 from beauty_pipeline.explain.seeds import audit_per_seed
 from beauty_pipeline.settings import TrainSettings
 from beauty_pipeline.storage import ImageStore, atomic_write_json
@@ -89,8 +94,7 @@ def run_heldout_world(name: str, home: Path, settings: ZooSettings, seeds: int =
     world = HELD_OUT_WORLDS[name]
     per_seed = audit["per_seed"]
     cue_world = world["planted"] != "none"
-    keys = [k for k in audit if k.startswith(("acc_", "bg_gap", "family_", "face_features_",
-                                               "face_swap"))]
+    keys = [k for k in audit if k.startswith(("acc_", "bg_gap", "family_", *FACE_METRIC_PREFIXES))]
     return {"world": name, "cue": world["planted"], "where": world["where"],
             "nearest": world["nearest"], "shortcut": spec.shortcut,
             "face_signal": spec.face_signal, "verdict": audit["verdict"],

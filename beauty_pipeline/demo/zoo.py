@@ -25,7 +25,13 @@ from beauty_pipeline.demo.synthetic import (
     demo_person_photos,
     person_name,
 )
-from beauty_pipeline.explain.audit import TrainedModel, class_lifts, gradcam_audit, shortcut_audit
+from beauty_pipeline.explain.audit import (
+    FACE_METRIC_PREFIXES,
+    TrainedModel,
+    class_lifts,
+    gradcam_audit,
+    shortcut_audit,
+)
 from beauty_pipeline.explain.transfer import (
     apply_to_audit,
     score_transfer,
@@ -157,8 +163,7 @@ def run_world(name: str, home: Path, settings: ZooSettings) -> dict:
                  **transfer_control_metrics(controls)}
     planted = world.get("expected", world["planted"])
     keys = [k for k in audit if k.startswith(("acc_", "bg_gap", "composite_cost", "family_",
-                                               "matched_", "face_features_", "face_swap",
-                                               "transfer_"))]
+                                               "matched_", "transfer_", *FACE_METRIC_PREFIXES))]
     return {"world": name, "planted": planted, "named": audit["named_families"],
             "verdict": audit["verdict"], "reasons": audit["verdict_reasons"],
             "test_accuracy": audit["acc_original"], "val_accuracy": history[-1].val_accuracy,
@@ -166,8 +171,7 @@ def run_world(name: str, home: Path, settings: ZooSettings) -> dict:
             "face_mass": {k: cam[k] for k in ("face_mass", "face_mass_ci_low", "face_mass_ci_high",
                                               "face_mass_lift", "face_mass_lift_celebrity",
                                               "face_mass_lift_ordinary")},
-            "face_evidence": {k: audit[k] for k in audit
-                              if k.startswith(("face_features_", "face_swap"))},
+            "face_evidence": {k: audit[k] for k in audit if k.startswith(FACE_METRIC_PREFIXES)},
             "probes": audit["probes"], "class_profiles": audit["class_profiles"],
             "correct": planted_correctly(planted, audit["named_families"], audit["verdict"])}
 

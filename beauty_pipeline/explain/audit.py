@@ -263,6 +263,7 @@ FACE_TESTS = (  # (removed-or-swapped set, its control set, metric names)
      "face_features_control_drop"),
     ("face_swapped", "face_swap_control", "face_swap_drop", "face_swap_control_drop"),
 )
+FACE_METRIC_PREFIXES = ("face_features_", "face_swap")  # every metric the face tests write
 
 
 def face_evidence(correct: dict, labels: np.ndarray, boot: IdentityBootstrap,

@@ -96,8 +96,7 @@ class FaceEvidence:
         estimate, the control's whole interval must stay below the limit. A control that changed
         too few pixels to match the test proves nothing."""
         limit = thresholds.face_features_drop
-        if self.control_area_share is not None and \
-                not self.control_area_share >= thresholds.control_area_share:
+        if self.control_too_small(thresholds):
             return False
         if not (clears(self.features, limit) and _finite(self.control.value)
                 and self.control.value < limit):
@@ -105,6 +104,11 @@ class FaceEvidence:
         if self.beyond_control is not None:
             return clears(self.beyond_control, limit)
         return _finite(self.control.high) and self.control.high < limit
+
+    def control_too_small(self, thresholds: Thresholds = THRESHOLDS) -> bool:
+        """The control changed too few pixels to match its test (only when areas were recorded)."""
+        return self.control_area_share is not None and \
+            not self.control_area_share >= thresholds.control_area_share
 
 
 @dataclass(frozen=True)
@@ -203,8 +207,7 @@ def decide(acc_original: Estimate, acc_face_only: Estimate | None, acc_backgroun
                if e.beyond_control is not None else "")
             + f" vs {thresholds.face_features_drop:.2f}"
             + (f"; its control changed only {e.control_area_share:.0%} of the test's pixels"
-               if e.control_area_share is not None
-               and not e.control_area_share >= thresholds.control_area_share else "")
+               if e.control_too_small(thresholds) else "")
             for name, e in face_evidence.items() if not e.holds(thresholds)]
     if weak:
         return Verdict("inconclusive", (), tuple(f"face evidence weak in {w}" for w in weak))
