@@ -306,3 +306,19 @@ def test_profile_sets_over_the_pool_equal_one_process(monkeypatch):
             assert np.array_equal(pooled[family][k], whole[family][k]), family
             assert np.array_equal(serial[family][k], whole[family][k]), family
     assert not np.array_equal(whole["noise"][1], images)  # the noise move did move them
+
+
+def test_a_new_counterfactual_method_is_rebuilt_not_read_back_from_finished_chunks(tmp_path,
+                                                                                 monkeypatch):
+    """The chunk ledger keys the sets' chunks by the sets' version: after a method change the
+    variant rebuilds them (in the new layout) and reuses every other step's chunks."""
+    from beauty_pipeline.data import counterfactual
+
+    study, store = make_study(tmp_path)
+    settings = VariantSettings(workers=1)
+    first = build_variant(study, "original", store, None, settings)
+    monkeypatch.setattr(counterfactual, "COUNTERFACTUAL_SETS_VERSION", "next")
+    again = build_variant(study, "original", store, None, settings)
+    rebuilt = {s: w for s, w in again.work.steps.items() if w["chunks_computed"]}
+    assert list(rebuilt) == ["counterfactual sets vnext"] and first.work.computed > again.work.computed
+    pd.testing.assert_frame_equal(first.manifest, again.manifest)  # the same sets, made anew

@@ -200,6 +200,7 @@ def test_epochs_checkpointed_but_never_logged_reach_mlflow(tmp_path):
 
 def test_an_audit_method_change_reruns_the_audit_steps_and_no_data_step(monkeypatch):
     from beauty_pipeline.assets import common
+    from beauty_pipeline.data import counterfactual
     from beauty_pipeline.study_run import PER_MODEL_ASSETS, PERSON_ASSETS
 
     data_step, model_step = common.step_code_version(PERSON_ASSETS), common.step_code_version(
@@ -211,7 +212,7 @@ def test_an_audit_method_change_reruns_the_audit_steps_and_no_data_step(monkeypa
     assert common.step_code_version(["face_dataset"]) == data_step
     # a changed counterfactual set rebuilds the variants (whose training images stay the same)
     variant_step = common.step_code_version(["face_dataset_variant"])
-    monkeypatch.setattr(common, "COUNTERFACTUAL_SETS_VERSION", "99")
+    monkeypatch.setattr(counterfactual, "COUNTERFACTUAL_SETS_VERSION", "99")
     assert common.step_code_version(["face_dataset_variant"]) != variant_step
     assert common.step_code_version(["face_dataset"]) == data_step
 

@@ -57,6 +57,9 @@ CONTROL_ANCHORS = ((-0.6, 1.55), (1.6, 1.55), (0.5, 1.25), (0.5, -0.08))
 # the mouth and across both cheeks, clear of the face's outline (so the partner's hair, ears or
 # background never come along); split in four quadrants, one per control anchor.
 INNER_FACE = (0.50, 0.57, 0.42, 0.30)
+# The sets' method version: it names the variants' Dagster code version and their chunk-ledger
+# step, so a changed set is rebuilt, never read back from a finished chunk. 2: the inner-face swap.
+COUNTERFACTUAL_SETS_VERSION = "2"
 # The areas recorded per test image (manifest columns cf_<name>_area), in FaceSets.areas order.
 FACE_AREAS = ("feature", "control", "swap", "swap_control")
 

@@ -16,6 +16,7 @@ from beauty_pipeline.data.backgrounds import (
     mask_fraction,
     on_white,
 )
+from beauty_pipeline.data import counterfactual
 from beauty_pipeline.data.counterfactual import (
     COUNTERFACTUALS,
     FACE_AREAS,
@@ -318,7 +319,8 @@ def add_counterfactuals(manifest: pd.DataFrame, store: ImageStore, settings: Var
     refs = [sample_ref(row) for row in rows.itertuples(index=False)]
     jobs = [(refs[i], refs[j], refs[k], [int(v) for v in neutral])
             for i, (j, k) in enumerate(zip(same, other, strict=True))]
-    made = _chunked("counterfactual sets", _counterfactual_chunk, store, jobs, settings, count,
+    made = _chunked(f"counterfactual sets v{counterfactual.COUNTERFACTUAL_SETS_VERSION}",
+                    _counterfactual_chunk, store, jobs, settings, count,
                     on_chunk, background=background)
     for n, name in enumerate(COUNTERFACTUALS):
         manifest.loc[test, f"cf_{name}_key"] = [m[n] for m in made]
