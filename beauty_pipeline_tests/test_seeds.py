@@ -7,7 +7,12 @@ import pandas as pd
 import pytest
 
 from beauty_pipeline.explain.audit import TrainedModel
-from beauty_pipeline.explain.seeds import combine_verdicts, identities_per_class, one_seed
+from beauty_pipeline.explain.seeds import (
+    combine_verdicts,
+    combined_reasons,
+    identities_per_class,
+    one_seed,
+)
 from beauty_pipeline.explain.verdict import MIN_IDENTITIES, Verdict, too_few_identities
 
 FACE = Verdict("face", (), ("holds",))
@@ -59,3 +64,13 @@ def test_identities_counted_per_class_on_the_test_split_only():
 def test_one_seed_keeps_only_that_seeds_weights():
     trained = TrainedModel("resnet18", ("s0.pt", "s1.pt", "s2.pt"), 48)
     assert one_seed(trained, 1) == TrainedModel("resnet18", ("s1.pt",), 48)
+
+
+def test_a_lone_seed_gives_its_own_reasons_and_several_seeds_give_each_one():
+    assert combined_reasons(combine_verdicts([UNSURE]), [UNSURE]) == ["straddles"]
+    few = {"ordinary": 40, "celebrity": 2}
+    reasons = combined_reasons(combine_verdicts([FACE], few), [FACE])
+    assert reasons[0].startswith("too few identities") and reasons[1:] == ["holds"]
+    reasons = combined_reasons(combine_verdicts([FACE, UNSURE]), [FACE, UNSURE])
+    assert reasons[1:] == ["seed 1: face: holds", "seed 2: inconclusive: straddles"]
+    assert "face,inconclusive" in reasons[0]

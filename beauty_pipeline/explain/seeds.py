@@ -76,14 +76,21 @@ def audit_per_seed(trained: TrainedModel, manifest: pd.DataFrame, *args, **kwarg
                 for r in runs]
     identities = identities_per_class(manifest)
     combined = combine_verdicts(per_seed, identities)
-    seed_reasons = [f"seed {i + 1}: {v.label}: " + "; ".join(v.reasons)
-                    for i, v in enumerate(per_seed)]
     return {**pooled, "verdict": combined.label, "named_families": list(combined.named),
-            "verdict_reasons": [*combined.reasons, *(seed_reasons if len(runs) > 1 else
-                                                     pooled["verdict_reasons"])],
+            "verdict_reasons": combined_reasons(combined, per_seed),
             "verdict_pooled": pooled["verdict"],
             "verdict_per_seed": ",".join(v.label for v in per_seed),
             "per_seed": [{"seed_index": i, "verdict": v.label, "named_families": list(v.named),
                           "reasons": list(v.reasons), "acc_original": r["acc_original"]}
                          for i, (v, r) in enumerate(zip(per_seed, runs, strict=True))],
             "test_identities_per_class": identities, "min_identities": MIN_IDENTITIES}
+
+
+def combined_reasons(combined: Verdict, per_seed: Sequence[Verdict]) -> list[str]:
+    """The combination's reasons, then each seed's; a lone seed whose verdict stands speaks alone
+    (no "the seeds do not all say face" above its real reason)."""
+    if len(per_seed) == 1:
+        own = list(per_seed[0].reasons)
+        return own if combined.label == per_seed[0].label else [*combined.reasons, *own]
+    return [*combined.reasons, *(f"seed {i + 1}: {v.label}: " + "; ".join(v.reasons)
+                                 for i, v in enumerate(per_seed))]
