@@ -79,7 +79,20 @@ def results_table(partitions: dict[str, dict]) -> str:
                      " ".join(f"{_interval(audit, key, signed):>20}" for _, key, signed in columns)
                      + f" {lift:>9}  {family_effects(audit):<44}  "
                      f"{audit.get('verdict_label') or audit.get('verdict', '')}")
-    return "\n".join(lines)
+    return "\n".join(lines + verdict_notes(partitions))
+
+
+UNEXPLAINED = ("inconclusive", "chance")  # verdicts the table's columns alone do not explain
+
+
+def verdict_notes(partitions: dict[str, dict]) -> list[str]:
+    """Why each inconclusive or chance verdict is one, so the table never leaves a bare word."""
+    notes = []
+    for name, outputs in partitions.items():
+        audit = outputs.get("shortcut_audit") or {}
+        if audit.get("verdict") in UNEXPLAINED and audit.get("verdict_reasons"):
+            notes.append(f"  {name} {audit['verdict']}: " + "; ".join(audit["verdict_reasons"]))
+    return ["", "why:", *notes] if notes else []
 
 
 def prepare_home(home: Path, env: dict[str, str], name: str) -> Path:
