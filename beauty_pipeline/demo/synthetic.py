@@ -47,11 +47,11 @@ class DemoSpec:
     """Size and difficulty of the synthetic study; defaults fit a 2-core laptop demo."""
 
     image_size: int = 48
-    # identities, not photos, are what the identity bootstrap counts: 80 persons x 3 photos give
-    # 16 celebrity test identities (the held-out worlds' size, where 8 left the clean control's
-    # intervals too wide) at the 240 celebrity photos and the training time of 40 x 6
-    persons: int = 80
-    photos_per_person: int = 3
+    # identities, not photos, are what the identity bootstrap counts: 120 persons x 2 photos give
+    # 24 celebrity test identities at the 240 celebrity photos and the training time of 80 x 3
+    # (16 identities, too few for the per-class face evidence) and 40 x 6 (8)
+    persons: int = 120
+    photos_per_person: int = 2
     ordinary: int = 240
     seed: int = 0
     shortcut: float = 0.97  # chance a photo's planted cue follows its class
